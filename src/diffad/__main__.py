@@ -1,0 +1,7 @@
+"""``python -m diffad`` runs the command line."""
+
+import sys
+
+from diffad.cli import main
+
+sys.exit(main())
