@@ -19,7 +19,9 @@ def test_cosine_betas_bounded_and_decreasing_alpha_bar():
     assert np.all(np.diff(NoiseSchedule(b).alpha_bars) < 0)
 
 
-@pytest.mark.parametrize("bad", [(0, 1e-4, 0.02), (10, 0.0, 0.02), (10, 0.1, 0.01), (10, 1e-4, 1.0)])
+@pytest.mark.parametrize(
+    "bad", [(0, 1e-4, 0.02), (10, 0.0, 0.02), (10, 0.1, 0.01), (10, 1e-4, 1.0)]
+)
 def test_linear_betas_rejects_bad_arguments(bad):
     with pytest.raises(ValueError):
         linear_betas(*bad)

@@ -78,6 +78,8 @@ class DDIMScheduler:
         out = c_x * x_t + c_eps * eps
         if sigma > 0:
             if noise is None:
-                noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+                noise = torch.randn(
+                    x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype
+                )
             out = out + sigma * noise
         return out

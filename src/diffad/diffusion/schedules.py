@@ -93,7 +93,9 @@ class NoiseSchedule:
         self.alpha_bars = np.cumprod(self.alphas)
 
     @classmethod
-    def linear(cls, num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
+    def linear(
+        cls, num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.02
+    ) -> NoiseSchedule:
         """Schedule with linearly spaced betas."""
         return cls(linear_betas(num_steps, beta_start, beta_end))
 

@@ -140,18 +140,23 @@ class UNet(nn.Module):
             self.down.append(UNetBlock(prev, ch, cfg))
             prev = ch
         self.up = nn.ModuleList(
-            UNetBlock(chans[i + 1] + chans[i], chans[i], cfg) for i in reversed(range(len(chans) - 1))
+            UNetBlock(chans[i + 1] + chans[i], chans[i], cfg)
+            for i in reversed(range(len(chans) - 1))
         )
         self.out = nn.Conv2d(chans[0], cfg.in_channels, kernel_size=1)
 
-    def time_embedding(self, t: torch.Tensor | int, batch: int, device: torch.device) -> torch.Tensor:
+    def time_embedding(
+        self, t: torch.Tensor | int, batch: int, device: torch.device
+    ) -> torch.Tensor:
         """The shared time embedding MLP(sinusoid(t)), shape (batch, time_dim)."""
         t = torch.as_tensor(t, device=device)
         if t.ndim == 0:
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
-        return self.time_mlp(sinusoidal_embedding(t, self.config.time_dim).to(self.out.weight.dtype))
+        return self.time_mlp(
+            sinusoidal_embedding(t, self.config.time_dim).to(self.out.weight.dtype)
+        )
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` for images this network cannot take."""
@@ -180,6 +185,8 @@ class UNet(nn.Module):
         skips.pop()  # the bottleneck output is h itself
         for block in self.up:
             mode = self.config.upsample
-            h = F.interpolate(h, scale_factor=2, mode=mode, align_corners=False if mode == "bilinear" else None)
+            h = F.interpolate(
+                h, scale_factor=2, mode=mode, align_corners=False if mode == "bilinear" else None
+            )
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)
