@@ -1,41 +1,47 @@
 """The ``diffad`` command line.
 
-Each command lives in its own module exposing ``add_parser(subparsers)``, which adds an
-argparse sub-parser and sets ``func`` (called with the parsed arguments, returning an exit
-code). Benchmarks hang under ``diffad bench``.
+Every module of this package that defines ``add_parser(subparsers)`` contributes one command:
+it adds an argparse sub-parser and sets ``func`` (called with the parsed arguments, returning
+an exit code). Modules that set ``GROUP = "bench"`` hang under ``diffad bench``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from diffad import __version__
 
-# Modules adding top-level commands (``diffad NAME``) and ``diffad bench NAME`` commands.
-COMMAND_MODULES: list[str] = []
-BENCH_MODULES: list[str] = []
+
+def _command_modules() -> list:
+    """The command modules of this package, sorted by name."""
+    modules = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "add_parser"):
+            modules.append(module)
+    return modules
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every registered command."""
+    """The full argument parser with every command."""
     parser = argparse.ArgumentParser(
         prog="diffad", description="Diffusion-model anomaly detection with p-values."
     )
     parser.add_argument("--version", action="version", version=f"diffad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(commands)
     bench = commands.add_parser("bench", help="run a benchmark and write JSON results")
     bench_commands = bench.add_subparsers(dest="bench", metavar="BENCHMARK")
-    for name in BENCH_MODULES:
-        importlib.import_module(name).add_parser(bench_commands)
-    bench.set_defaults(func=lambda args: _missing(bench))
+    bench.set_defaults(func=lambda args: _usage(bench))
+    for module in _command_modules():
+        group = getattr(module, "GROUP", None)
+        module.add_parser(bench_commands if group == "bench" else commands)
     return parser
 
 
-def _missing(parser: argparse.ArgumentParser) -> int:
+def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
 
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
-        return _missing(parser)
+        return _usage(parser)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:

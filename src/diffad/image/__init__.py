@@ -1,1 +1,1 @@
-"""diffad.image."""
+"""Image anomaly localisation."""
