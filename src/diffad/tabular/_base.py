@@ -1,0 +1,236 @@
+"""Shared machinery of the tabular detectors: validation, standardisation, checkpoints.
+
+Every detector in :mod:`diffad.tabular` subclasses :class:`TabularDetector`, itself a
+:class:`pyod.models.base.BaseDetector`, so ``predict``, ``predict_proba`` and
+``predict_confidence`` come from PyOD and behave exactly as for PyOD's own detectors.
+
+Constant columns
+----------------
+A column that is constant on the training rows is **kept** with scale 1 (the
+``StandardScaler`` convention): it becomes 0 on every training row, and a test row that
+differs in that column is moved away from all training rows by its raw difference. Dropping
+such columns would hide exactly the anomalies that break a constant; scaling by 0 would divide
+by zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pyod.models.base import BaseDetector
+
+from diffad.checkpoint import load_checkpoint, save_checkpoint
+
+
+def check_array_2d(X: Any, name: str = "X", min_rows: int = 1) -> np.ndarray:
+    """Return ``X`` as a finite float64 array of shape (n_rows, n_features).
+
+    Parameters
+    ----------
+    X : array-like
+        Input data.
+    name : str
+        Name used in error messages.
+    min_rows : int
+        Fewest rows accepted.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 copy or view of ``X``.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, has no columns, fewer than ``min_rows`` rows, or holds NaN/inf.
+    """
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numeric 2-D array: {err}") from err
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}; "
+            "reshape a single feature with X.reshape(-1, 1)"
+        )
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no columns")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} rows; at least {min_rows} are needed")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite values; impute them first "
+            "(e.g. sklearn.impute.SimpleImputer)"
+        )
+    return arr
+
+
+class TabularDetector(BaseDetector):
+    """Base class: validation, standardisation, PyOD bookkeeping and checkpoints.
+
+    Subclasses implement ``_fit_standardised(Z)`` (returns training scores) and
+    ``_score_standardised(Z)`` and list the attributes to persist in ``_state_tensors`` /
+    ``_load_state``.
+
+    Parameters
+    ----------
+    contamination : float
+        Expected share of anomalies in the training data, used only for ``threshold_`` and
+        ``labels_`` (PyOD convention), in (0, 0.5].
+    """
+
+    #: Fewest training rows a detector accepts (subclasses may raise it).
+    _min_train_rows: ClassVar[int] = 2
+
+    def __init__(self, contamination: float = 0.1) -> None:
+        super().__init__(contamination=contamination)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> TabularDetector:
+        """Fit the detector on (mostly) normal rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+            Training data; finite values only.
+        y : ignored
+            Present for API consistency (PyOD / scikit-learn).
+
+        Returns
+        -------
+        self
+        """
+        X = check_array_2d(X, "X", min_rows=self._min_train_rows_for())
+        self._check_params(X)
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        # Constant columns keep scale 1 (see the module docstring).
+        scale[scale == 0] = 1.0
+        self.scaler_mean_ = mean
+        self.scaler_scale_ = scale
+        self.n_features_in_ = X.shape[1]
+        scores = self._fit_standardised(self._standardise(X))
+        self.decision_scores_ = np.asarray(scores, dtype=np.float64).ravel()
+        self._process_decision_scores()
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly scores of new rows (higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features)
+            Rows to score; finite, with as many columns as the training data.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_rows,)
+        """
+        if not hasattr(self, "n_features_in_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted; call fit(X) first")
+        X = check_array_2d(X, "X", min_rows=1)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features but {type(self).__name__} was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return np.asarray(self._score_standardised(self._standardise(X)), dtype=np.float64)
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.scaler_mean_) / self.scaler_scale_
+
+    def _min_train_rows_for(self) -> int:
+        return self._min_train_rows
+
+    def _check_params(self, X: np.ndarray) -> None:
+        """Validate constructor parameters against the data (override to extend)."""
+
+    # -------------------------------------------------------------- subclasses
+    def _fit_standardised(self, Z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score_standardised(self, Z: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state_tensors(self) -> dict[str, torch.Tensor | np.ndarray]:
+        """Fitted arrays of the subclass to store (besides scaler and training scores)."""
+        return {}
+
+    def _load_state(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Rebuild subclass state from a checkpoint."""
+
+    # ------------------------------------------------------------- checkpoints
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted detector as a folder (``config.json`` + ``weights.safetensors``).
+
+        Parameters
+        ----------
+        path : str or Path
+            Folder to write.
+
+        Returns
+        -------
+        Path
+            The folder written.
+        """
+        if not hasattr(self, "decision_scores_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted; nothing to save")
+        params = self.get_params(deep=False)
+        config = {
+            "params": params,
+            "n_features_in": int(self.n_features_in_),
+            "threshold": float(self.threshold_),
+            "mu": float(self._mu),
+            "sigma": float(self._sigma),
+        }
+        tensors: dict[str, torch.Tensor | np.ndarray] = {
+            "scaler_mean": self.scaler_mean_,
+            "scaler_scale": self.scaler_scale_,
+            "decision_scores": self.decision_scores_,
+            "labels": self.labels_.astype(np.int64),
+        }
+        for name, value in self._state_tensors().items():
+            tensors[f"state.{name}"] = value
+        return save_checkpoint(path, type(self).__name__, config, tensors)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> TabularDetector:
+        """Load a detector saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+            Checkpoint folder.
+        device : str, optional
+            Override the stored ``device`` parameter (e.g. ``"cpu"``).
+
+        Returns
+        -------
+        TabularDetector
+            A fitted instance of ``cls``.
+
+        Raises
+        ------
+        ValueError
+            If the folder is not a checkpoint or was written by another class.
+        """
+        config, tensors = load_checkpoint(path, cls.__name__)
+        params = dict(config["params"])
+        if device is not None and "device" in params:
+            params["device"] = device
+        obj = cls(**params)
+        obj.n_features_in_ = int(config["n_features_in"])
+        obj.scaler_mean_ = tensors["scaler_mean"].numpy().astype(np.float64)
+        obj.scaler_scale_ = tensors["scaler_scale"].numpy().astype(np.float64)
+        obj.decision_scores_ = tensors["decision_scores"].numpy().astype(np.float64)
+        obj.labels_ = tensors["labels"].numpy().astype(int)
+        obj.threshold_ = float(config["threshold"])
+        obj._mu = float(config["mu"])
+        obj._sigma = float(config["sigma"])
+        state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
+        obj._load_state(config, state)
+        return obj
