@@ -1,0 +1,135 @@
+"""Axial brain MRI slices from two locally installed T1 templates, with brain masks.
+
+- ``mni152``: the skull-stripped MNI152 (ICBM 2009a) T1 template that ships inside the
+  nilearn wheel (``nilearn.datasets.load_mni152_template`` reads a file of the package; no
+  download). Install with ``pip install nilearn``.
+- ``colin27``: Colin Holmes' 27-scan average, skull-stripped (``ch2bet.nii.gz``), from the
+  Debian package ``mricron-data`` (``apt-get install mricron-data``).
+
+Both are 1 mm, RAS-oriented, in MNI space, so the same band of slices (given as fractions
+of the brain's superior-inferior extent) shows comparable anatomy in both: one can train on
+one brain and test on the other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from diffad.data.image_ops import (
+    ImageSet,
+    fill_mask,
+    foreground_bbox,
+    resize_masks,
+    resize_stack,
+    scale_percentiles,
+    volume_slices,
+)
+
+COLIN27_PATH = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
+BRAIN_SOURCES = ("mni152", "colin27")
+
+
+def load_brain_volume(name: str) -> np.ndarray:
+    """Raw float32 volume ``(x, y, z)`` (RAS) of ``mni152`` or ``colin27``; background is 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the package that provides the template is not installed (named in the message).
+    ValueError
+        For an unknown name.
+    """
+    name = name.lower()
+    if name == "mni152":
+        try:
+            from nilearn.datasets import load_mni152_template
+        except ImportError as err:
+            raise FileNotFoundError(
+                "the MNI152 template comes with nilearn: pip install nilearn"
+            ) from err
+        img = load_mni152_template(resolution=1)
+        return np.asarray(img.get_fdata(), dtype=np.float32)
+    if name == "colin27":
+        path = Path(os.environ.get("DIFFAD_COLIN27", COLIN27_PATH))
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Colin27 template not found at {path}: it is in the Debian package "
+                "mricron-data (apt-get install mricron-data), or set DIFFAD_COLIN27"
+            )
+        from diffad.data.images import read_image_file
+
+        return read_image_file(path)
+    raise ValueError(f"unknown brain source {name!r}; choose from {BRAIN_SOURCES}")
+
+
+def brain_slices(
+    name: str,
+    size: int,
+    slice_fraction: tuple[float, float] | None = None,
+    min_foreground: float = 0.1,
+    step: int = 1,
+    margin: int = 2,
+    high_percentile: float = 99.0,
+) -> ImageSet:
+    """Axial slices of a brain template, scaled to [0, 1], with brain foreground masks.
+
+    Parameters
+    ----------
+    name : {"mni152", "colin27"}
+        Which brain.
+    size : int
+        Output side length; the brain's bounding box (same for all slices) is padded to a
+        square and resized, so the two templates are framed alike.
+    slice_fraction : (float, float), optional
+        Keep axial slices in this band of the brain's inferior→superior extent, e.g.
+        ``(0.3, 0.7)`` for the mid-brain slices; default all.
+    min_foreground : float
+        Drop slices whose brain mask covers less than this fraction of the (square) picture.
+    step : int
+        Every ``step``-th slice.
+    margin : int
+        Voxels kept around the brain's bounding box.
+    high_percentile : float
+        Brain-voxel intensity percentile mapped to 1 (background stays 0).
+
+    Returns
+    -------
+    ImageSet
+        ``images`` ``(N, 1, size, size)``, ``masks`` (bool, hole-filled brain masks), names
+        like ``mni152:z=87``.
+    """
+    volume = load_brain_volume(name)
+    brain = volume > 0
+    box = foreground_bbox(brain, margin=margin)
+    volume, brain = volume[box], brain[box]
+    # Scale on brain voxels only; low=None keeps the background at exactly 0.
+    volume = scale_percentiles(volume, low=None, high=high_percentile, mask=brain)
+    depth = volume.shape[2]
+    if slice_fraction is None:
+        start, stop = 0, depth
+    else:
+        lo, hi = slice_fraction
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"slice_fraction must satisfy 0 <= lo < hi <= 1, got {slice_fraction}")
+        start, stop = int(np.floor(lo * depth)), max(int(np.ceil(hi * depth)), int(lo * depth) + 1)
+    slices, index = volume_slices(
+        volume, axis=2, slice_range=(start, stop), foreground=brain, step=step
+    )
+    masks, _ = volume_slices(
+        brain.astype(np.float32), axis=2, slice_range=(start, stop), foreground=brain, step=step
+    )
+    images = np.clip(resize_stack(slices, size), 0.0, 1.0)
+    masks = fill_mask(resize_masks(masks > 0.5, size))
+    frac = masks.reshape(len(masks), -1).mean(axis=1)
+    keep = frac >= min_foreground
+    if not keep.any():
+        raise ValueError(f"no {name} slice has brain fraction >= {min_foreground}")
+    z0 = box[2].start
+    return ImageSet(
+        images=images[keep][:, None].astype(np.float32),
+        masks=masks[keep][:, None],
+        names=[f"{name}:z={int(z0 + i)}" for i in index[keep]],
+    )
