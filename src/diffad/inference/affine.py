@@ -1,0 +1,173 @@
+"""Per-layer rules for tensors that are affine in a scalar z, evaluated at many z at once.
+
+A batch of ``n`` points z_1..z_n on the line X(z) = a + b·z is carried as one float64
+tensor of shape (C, 2n, H, W): columns ``[:n]`` hold the values at each z_k and columns
+``[n:]`` hold the slopes d/dz. Linear layers act on both halves (biases and constants only
+on the values); a piecewise-linear layer picks its branch from the values and applies the
+same branch to the slopes. Every branch decision v + s·(z' − z_k) of unit i stays on its
+side for offsets z' − z_k in (lo_k, hi_k), which the rules shrink in place.
+
+The layout is channels-first on purpose: a 3×3 convolution then is one GEMM
+(C_out × 9·C_in) @ (9·C_in × 2n·H·W) over every point and position at once. PyTorch's
+float64 ``conv2d`` has no oneDNN path and loops over tiny per-sample GEMMs, which is what
+made a straightforward float64 tracer as slow as si4onnx.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_REDUCE = (0, 2, 3)  # every dim except the point dim of a (C, n, H, W) half
+
+
+def shrink_interval(
+    value: torch.Tensor, slope: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+) -> None:
+    """Shrink (lo, hi) so that no ``value + slope·dz`` changes sign for dz in (lo, hi).
+
+    Parameters
+    ----------
+    value, slope : torch.Tensor
+        Shape (C, n, H, W): decision functions at each point and their z-derivatives.
+    lo, hi : torch.Tensor
+        Shape (n,), offsets relative to each point (lo <= 0 <= hi); updated in place.
+    """
+    # A unit changes sign at dz = -value/slope; positive roots bound from above, negative
+    # roots from below. slope == 0 gives ±inf or nan, which both comparisons discard.
+    root = -value / slope
+    inf = torch.tensor(float("inf"), dtype=root.dtype, device=root.device)
+    up = torch.where(root > 0, root, inf).amin(dim=_REDUCE)
+    down = torch.where(root < 0, root, -inf).amax(dim=_REDUCE)
+    torch.minimum(hi, up, out=hi)
+    torch.maximum(lo, down, out=lo)
+
+
+def fold_conv_bn(conv: nn.Conv2d, norm: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv followed by eval-mode BatchNorm as one (C_out, C_in·k·k) matrix and a bias.
+
+    Returns float64 tensors on the conv's device.
+    """
+    w = conv.weight.detach().double()
+    bias = (
+        conv.bias.detach().double()
+        if conv.bias is not None
+        else torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
+    )
+    if isinstance(norm, nn.BatchNorm2d):
+        scale = norm.weight.detach().double() if norm.affine else torch.ones_like(bias)
+        shift = norm.bias.detach().double() if norm.affine else torch.zeros_like(bias)
+        inv = scale / torch.sqrt(norm.running_var.detach().double() + norm.eps)
+        w = w * inv[:, None, None, None]
+        bias = (bias - norm.running_mean.detach().double()) * inv + shift
+    return w.reshape(w.shape[0], -1).contiguous(), bias
+
+
+def conv_pair(
+    state: torch.Tensor, weight: torch.Tensor, kernel: int, n: int, const: torch.Tensor
+) -> torch.Tensor:
+    """Stride-1 'same' convolution of a (C, 2n, H, W) state as one GEMM.
+
+    Parameters
+    ----------
+    state : torch.Tensor
+        Values and slopes, shape (C_in, 2n, H, W).
+    weight : torch.Tensor
+        (C_out, C_in·kernel²) from :func:`fold_conv_bn`.
+    kernel : int
+        Odd kernel size (zero padding kernel // 2).
+    n : int
+        Number of points.
+    const : torch.Tensor
+        Added to the values only; broadcastable to (C_out, 1, H, W) (bias, or a full
+        constant map when a constant was added to the input before zero padding).
+    """
+    c_in, b2, h, w = state.shape
+    if kernel == 1:
+        cols = state.reshape(c_in, -1)
+    else:
+        pad = kernel // 2
+        padded = F.pad(state, (pad, pad, pad, pad))
+        # (C_in, k*k, 2n, H, W): the row order c*k*k + dy*k + dx matches weight.reshape.
+        cols = torch.stack(
+            [
+                padded[:, :, dy : dy + h, dx : dx + w]
+                for dy in range(kernel)
+                for dx in range(kernel)
+            ],
+            dim=1,
+        ).reshape(c_in * kernel * kernel, -1)
+    out = (weight @ cols).reshape(weight.shape[0], b2, h, w)
+    out[:, :n] += const
+    return out
+
+
+def relu_pair(
+    state: torch.Tensor,
+    n: int,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    negative_slope: float = 0.0,
+    patterns: list | None = None,
+) -> torch.Tensor:
+    """ReLU (or LeakyReLU) with its sign decisions recorded in (lo, hi); in place."""
+    value, slope = state[:, :n], state[:, n:]
+    shrink_interval(value, slope, lo, hi)
+    neg = value <= 0
+    if patterns is not None:
+        patterns.append(neg.clone())
+    # Built in the state's dtype: a float32 0.01 would differ from LeakyReLU's by 2e-10.
+    one = torch.ones((), dtype=state.dtype, device=state.device)
+    factor = torch.where(neg, one * negative_slope, one)
+    state[:, :n] *= factor
+    state[:, n:] *= factor
+    return state
+
+
+def avg_pool_pair(state: torch.Tensor) -> torch.Tensor:
+    """2×2 average pooling (linear)."""
+    return F.avg_pool2d(state, 2)
+
+
+def max_pool_pair(
+    state: torch.Tensor,
+    n: int,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    patterns: list | None = None,
+) -> torch.Tensor:
+    """2×2 max pooling; the winner of each window must stay ahead of the other three."""
+    c, b2, h, w = state.shape
+    win = (
+        state.reshape(c, b2, h // 2, 2, w // 2, 2)
+        .permute(0, 1, 2, 4, 3, 5)
+        .reshape(c, b2, h // 2, w // 2, 4)
+    )
+    idx = win[:, :n].argmax(dim=-1, keepdim=True)
+    if patterns is not None:
+        patterns.append(idx.clone())
+    idx2 = torch.cat([idx, idx], dim=1)
+    best = torch.gather(win, -1, idx2)
+    gap = best - win  # >= 0 on the value half; the winner itself gives 0/0 (discarded)
+    gv, gs = gap[:, :n], gap[:, n:]
+    # Treat the four window slots as extra channels for the interval reduction.
+    shrink_interval(
+        gv.permute(0, 4, 1, 2, 3).reshape(c * 4, n, h // 2, w // 2),
+        gs.permute(0, 4, 1, 2, 3).reshape(c * 4, n, h // 2, w // 2),
+        lo,
+        hi,
+    )
+    return best.squeeze(-1)
+
+
+def upsample_pair(state: torch.Tensor, mode: str) -> torch.Tensor:
+    """×2 nearest or bilinear (align_corners=False) up-sampling (linear)."""
+    if mode == "bilinear":
+        return F.interpolate(state, scale_factor=2, mode="bilinear", align_corners=False)
+    return F.interpolate(state, scale_factor=2, mode="nearest")
+
+
+def mean_filter_pair(state: torch.Tensor, size: int) -> torch.Tensor:
+    """size×size mean filter with zero padding (sum of the window / size²)."""
+    return F.avg_pool2d(state, size, stride=1, padding=size // 2, count_include_pad=True)
