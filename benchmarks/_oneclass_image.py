@@ -9,13 +9,18 @@ image — is scored with the same reductions.
 
 from __future__ import annotations
 
+import argparse
+import json
+import shlex
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from diffad.bench.machine import machine_info
 from diffad.image.localizer import DDPMLocalizer
 from diffad.image.scores import SCORES, anomaly_score
 from diffad.metrics.localization import image_ap, image_auroc, reduce_maps
@@ -107,3 +112,41 @@ def set_threads(threads: int) -> None:
     """Limit torch's intra-op threads (the benchmark machines share 2 cores)."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def add_model_args(p: argparse.ArgumentParser, train_steps: int) -> None:
+    """The model and run options both benchmarks share."""
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--channels", default="16,32,64,128", help="U-Net widths")
+    p.add_argument("--train-steps", type=int, default=train_steps)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--t-starts", default="250,500", help="noise levels to reconstruct from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="tiny run to check the pipeline")
+
+
+def model_params(args: argparse.Namespace) -> dict:
+    """DDPMLocalizer keyword arguments from the parsed options."""
+    return {
+        "unet": {"channels": [int(c) for c in args.channels.split(",")]},
+        "train_steps": args.train_steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "device": "auto",
+    }
+
+
+def write_results(args: argparse.Namespace, title: str, start: float, payload: dict) -> None:
+    """Write the JSON with the command line, machine, settings and wall time."""
+    result = {
+        "benchmark": title,
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "machine": machine_info(),
+        "settings": {**vars(args), "model_params": model_params(args)},
+        "total_seconds": round(time.perf_counter() - start, 1),
+        **payload,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -24,26 +23,23 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _oneclass_image import set_threads, train_and_evaluate  # noqa: E402
+from _oneclass_image import (  # noqa: E402
+    add_model_args,
+    model_params,
+    set_threads,
+    train_and_evaluate,
+    write_results,
+)
 
-from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.data.elpv import elpv_set  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON results; returns an exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--channels", default="16,32,64,128", help="U-Net widths")
-    p.add_argument("--train-steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--t-starts", default="250,500", help="noise levels to reconstruct from")
+    add_model_args(p, train_steps=1500)
     p.add_argument("--n-test-normal", type=int, default=300, help="held-out normal cells")
     p.add_argument("--cell-type", choices=["mono", "poly"], default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="tiny run to check the pipeline")
     p.add_argument("--out", default="benchmarks/results/image_elpv.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -60,27 +56,18 @@ def main(argv: list[str] | None = None) -> int:
         def_idx = np.sort(rng.choice(def_idx, 40, replace=False))
     x_test = np.concatenate([normal.images[test_idx], defective.images[def_idx]])
     y_test = np.r_[np.zeros(len(test_idx), int), np.ones(len(def_idx), int)]
-    model_params = {
-        "unet": {"channels": [int(c) for c in args.channels.split(",")]},
-        "train_steps": args.train_steps,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "device": "auto",
-    }
     t_starts = [int(t) for t in args.t_starts.split(",")]
     run = train_and_evaluate(
-        normal.images[train_idx], x_test, y_test, model_params, t_starts, seed=args.seed
+        normal.images[train_idx],
+        x_test,
+        y_test,
+        model_params(args),
+        t_starts,
+        args.seed,
+        verbose=True,
     )
-    result = {
-        "benchmark": "ELPV, defect probability 0 vs 1, image-level ROC-AUC / AP (DDPMLocalizer)",
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "machine": machine_info(),
-        "settings": {**vars(args), "model_params": model_params},
-        "total_seconds": round(time.perf_counter() - start, 1),
-        **run,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    title = "ELPV, defect probability 0 vs 1, image-level ROC-AUC / AP (DDPMLocalizer)"
+    write_results(args, title, start, run)
     summary = {t: {s: v["max"]["roc_auc"] for s, v in r.items() if isinstance(v, dict)}
                for t, r in run["results"].items()}  # fmt: skip
     print(json.dumps({"max-reduction roc_auc": summary, "baseline": run["baseline"]}, indent=1))
