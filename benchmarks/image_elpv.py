@@ -2,8 +2,8 @@
 
 Normal = defect probability 0, anomalous = defect probability 1 (the uncertain 1/3 and 2/3
 annotations are left out). Train on normal cells only; test on a seeded held-out set of
-normal cells and a seeded sample of defective ones. Scores: L1, SSIM(σ=1.5), SSIM-ens and SSIM-ens-mean
-maps from the same reconstructions, reduced by mean, max and top-2 % mean; plus the
+normal cells and a seeded sample of defective ones. Scores: L1, SSIM(σ=1.5), SSIM-ens and
+SSIM-ens-mean maps from the same reconstructions, reduced by mean, max and top-2 % mean; plus the
 training-free |x − mean training image| baseline.
 
 Data: the optional PyPI package ``elpv-dataset`` (CC BY-NC-SA 4.0, non-commercial; not a
