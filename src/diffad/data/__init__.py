@@ -1,1 +1,1 @@
-"""diffad.data."""
+"""diffad.data: data loaders (ADBench ``.npz`` files and their evaluation protocols)."""

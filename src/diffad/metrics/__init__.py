@@ -1,1 +1,1 @@
-"""diffad.metrics."""
+"""diffad.metrics: detection and localisation metrics (import the submodules)."""

@@ -1,0 +1,1 @@
+"""diffad.bench: benchmark runners (tabular ADBench); import the submodules."""
