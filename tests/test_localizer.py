@@ -162,3 +162,13 @@ def test_default_network_is_the_published_unet():
     loc = DDPMLocalizer(train_steps=1, batch_size=2, verbose=False).fit(_images(2))
     assert loc.model_.config == UNetConfig()
     assert isinstance(loc.model_, UNet)
+
+
+def test_max_train_t_restricts_training_steps():
+    x = _images(8)
+    kw = dict(unet=TINY, train_steps=5, batch_size=4, verbose=False)
+    full = DDPMLocalizer(**kw).fit(x)
+    low = DDPMLocalizer(max_train_t=200, **kw).fit(x)
+    assert not np.array_equal(full.loss_history_, low.loss_history_)
+    with pytest.raises(ValueError, match="max_train_t"):
+        DDPMLocalizer(max_train_t=1000, **kw).fit(x)

@@ -105,6 +105,11 @@ class DDPMLocalizer(BaseEstimator):
     max_shift : int
         Augment with random integer shifts of up to this many pixels (zero fill), which
         helps when only a few dozen training images exist.
+    max_train_t : int, optional
+        Train only on time steps 0..``max_train_t`` (default: all of 0..T−1). Localisation
+        never calls the network above ``t_start``, so ``max_train_t = t_start`` spends the
+        whole training budget on the steps that are used; keep the default when the model
+        must serve other noise levels too.
     random_state : int
         Seed of weight initialisation, batch order, time steps, noise and augmentation.
     device : str
@@ -146,6 +151,7 @@ class DDPMLocalizer(BaseEstimator):
         lr_schedule: str = "cosine",
         hflip: bool = False,
         max_shift: int = 0,
+        max_train_t: int | None = None,
         random_state: int = 0,
         device: str = "auto",
         verbose: bool = True,
@@ -163,6 +169,7 @@ class DDPMLocalizer(BaseEstimator):
         self.lr_schedule = lr_schedule
         self.hflip = hflip
         self.max_shift = max_shift
+        self.max_train_t = max_train_t
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -201,6 +208,12 @@ class DDPMLocalizer(BaseEstimator):
             )
         if int(self.max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
+        if self.max_train_t is not None and not 0 <= int(self.max_train_t) < int(
+            self.num_train_steps
+        ):
+            raise ValueError(
+                f"max_train_t must lie in [0, {self.num_train_steps - 1}], got {self.max_train_t}"
+            )
         self._check_chain(self.t_start, self.n_steps)
 
     def _check_chain(self, t_start: int, n_steps: int) -> list[int]:
@@ -260,6 +273,7 @@ class DDPMLocalizer(BaseEstimator):
         gen = torch.Generator().manual_seed(int(self.random_state))
         opt = torch.optim.Adam(model.parameters(), lr=float(self.lr))
         steps = int(self.train_steps)
+        t_high = self.num_train_steps if self.max_train_t is None else int(self.max_train_t) + 1
         sched = (
             torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
             if self.lr_schedule == "cosine"
@@ -277,7 +291,7 @@ class DDPMLocalizer(BaseEstimator):
             idx = order[pos : pos + bs]
             pos += bs
             x0 = self._augment(x_all[idx.to(device)], gen)
-            t = torch.randint(0, self.num_train_steps, (bs,), generator=gen)
+            t = torch.randint(0, t_high, (bs,), generator=gen)
             noise = torch.randn(x0.shape, generator=gen).to(device)
             ab = alpha_bars[t.to(device)][:, None, None, None]
             xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
