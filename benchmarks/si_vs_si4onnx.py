@@ -1,0 +1,404 @@
+"""DAL-Test p-values: diffad vs the authors' engine si4onnx 0.1.13, same model, images, noise.
+
+Setting (published synthetic one, design.md §4): the U-Net of ``benchmarks/si_models.py``
+trained on 1000 i.i.d. N(0, 1) images of size D; test pairs X, X' i.i.d. N(0, 1) (plus an
+optional anomaly square of side ⌊D/3⌋ + Δ in X); D(X) = seeded DDIM reconstruction
+(T' = 460, steps [460, 345, 230, 115, 0], η = 1), image k uses reconstruction seed k;
+E = |K * (D(X) − X)| with a 3×3 mean filter (zero padding), M = {E > λ}, λ = 0.8;
+η = (1_M; −1_M)/|M|, Σ = I. Pairs whose M is empty are skipped (counted).
+
+For each image the SAME trained network and the SAME noise realisation are exported to ONNX
+(``benchmarks/onnx_export.py``: float64, every constant baked in; its si4onnx-interpreted
+output is checked against diffad's float64 ``reconstruct``), and both engines compute:
+
+* si4onnx ``default``: ``inference_mode="parametric"`` with sicore's defaults
+  (search strategy "pi3" = from z_obs outwards by steps of 1e-6 past each piece end,
+  termination "precision" = stop when the p-value bracket is narrower than 1e-3);
+* si4onnx ``exhaustive``: every piece of sicore's range [−10 − |z|, 10 + |z|];
+* diffad ``default``: ``SelectiveTest(...)`` with the library defaults;
+* diffad ``precision``: ``termination="precision", precision=1e-3`` (like si4onnx default);
+* diffad ``exact``: ``termination="exhaustive", z_max=10 + |z|`` (si4onnx's exhaustive range).
+
+Agreement (``p_diffad`` vs ``p_si4onnx``, ``max_abs_diff``) is diffad exact vs si4onnx
+exhaustive. Speed (``median_seconds_*``, ``speed_ratio``) is per p-value, median over the
+images of one run, both engines single-threaded (``--threads``) on the same machine:
+``speed_ratio`` = si4onnx default / diffad default; the ``exact`` block gives the ratio of
+the exact modes and ``precision`` the like-for-like precision-1e-3 ratio.
+
+The two-sided p-value is the same in both engines: with F = P(Z ≤ z | Z ∈ 𝒵) for a standard
+normal Z truncated to the truncation set 𝒵, p = 2·min(F, 1 − F) (sicore 3.0.0
+``SelectiveInference._convert_cdf_value_to_pvalue``; diffad ``alternative="two-sided"``).
+sicore forms 1 − F by subtraction (so its p bottoms out near 1e-16), diffad computes the
+upper tail mass directly in log space.
+
+si4onnx runs in its own venv (``benchmarks/si4onnx_setup.sh``, created on first run) through
+``benchmarks/si4onnx_worker.py``; it is never a diffad dependency. Exporting needs ``onnx``
+in diffad's environment (``pip install onnx``).
+
+Usage::
+
+    python benchmarks/si_vs_si4onnx.py --size 8 --images 5 --out F.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import si_models  # noqa: E402
+from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
+
+from diffad.image.reconstruct import ddim_timesteps  # noqa: E402
+from diffad.inference.selective import SelectiveTest  # noqa: E402
+
+SI4ONNX_MODES = {
+    "default": {"name": "default", "inference_mode": "parametric"},
+    "exhaustive": {"name": "exhaustive", "inference_mode": "exhaustive"},
+    "oc": {"name": "oc", "inference_mode": "over_conditioning"},
+}
+
+
+def machine_info(threads: int) -> dict:
+    """Cores, CPU model, load and library versions of this run."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_threads": threads,
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+def setup_venv(venv: str | None) -> str:
+    """Python of si4onnx's private venv (created by si4onnx_setup.sh when missing)."""
+    cmd = ["bash", str(HERE / "si4onnx_setup.sh")] + ([venv] if venv else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def draw_pairs(size: int, n: int, seed: int, delta: float, loc, lam: float) -> tuple:
+    """``n`` pairs (X, X') with a non-empty selected region, their reconstruction seeds and
+    the number of pairs skipped because M was empty."""
+    rng = np.random.default_rng(seed)
+    side = size // 3
+    out, skipped, k = [], 0, 0
+    while len(out) < n:
+        x = rng.standard_normal((1, size, size))
+        ref = rng.standard_normal((1, size, size))
+        if delta:
+            x[:, :side, :side] += delta
+        rec_seed = k
+        k += 1
+        res = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu").test(
+            x, ref, method="naive"
+        )
+        if not res.selected:
+            skipped += 1
+            continue
+        out.append((x, ref, rec_seed))
+    return out, skipped
+
+
+def run_diffad(loc, x, ref, rec_seed: int, lam: float) -> dict:
+    """diffad's three modes on one pair; each timed from a fresh SelectiveTest (the tracer
+    set-up for this noise realisation is part of the cost of a p-value)."""
+    runs = {}
+    configs = [
+        ("default", {}),
+        ("precision", {"termination": "precision", "precision": 1e-3}),
+        ("exact", None),  # z_max depends on |z|, filled in below
+    ]
+    z_obs = None
+    for name, kw in configs:
+        if kw is None:
+            kw = {"termination": "exhaustive", "z_max": 10.0 + abs(z_obs)}
+        t0 = time.perf_counter()
+        st = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu", **kw)
+        res = st.test(x, ref, method="parametric")
+        seconds = time.perf_counter() - t0
+        z_obs = res.z if z_obs is None else z_obs
+        runs[name] = {
+            "p_value": res.p_value,
+            "p_value_bounds": None if res.p_value_bounds is None else list(res.p_value_bounds),
+            "z": res.z,
+            "statistic": res.statistic,
+            "region_size": int(res.region_size),
+            "region": np.asarray(res.region).astype(int).tolist(),
+            "intervals_z": np.asarray(res.intervals).tolist(),
+            "n_pieces": int(res.n_pieces),
+            "seconds": seconds,
+            "params": {k: v for k, v in kw.items()},
+        }
+    return runs
+
+
+def median(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def clip_intervals(iv: list, lo: float, hi: float) -> list:
+    """Intervals restricted to [lo, hi] (both engines may report pieces beyond the range)."""
+    out = []
+    for a, b in iv:
+        a, b = max(a, lo), min(b, hi)
+        if a < b:
+            out.append([a, b])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--images", type=int, default=5)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test images")
+    parser.add_argument("--delta", type=float, default=0.0, help="anomaly shift (0 = null)")
+    parser.add_argument("--lam", type=float, default=0.8)
+    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument(
+        "--si4onnx-modes",
+        default="default,exhaustive",
+        help="comma-separated subset of default,exhaustive,oc",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both engines")
+    parser.add_argument("--venv", default=None, help="si4onnx venv (default ~/.cache/diffad/…)")
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.si4onnx_modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in SI4ONNX_MODES]
+    if bad:
+        raise ValueError(f"unknown si4onnx modes {bad}; choose from {sorted(SI4ONNX_MODES)}")
+    torch.set_num_threads(args.threads)
+    info = machine_info(args.threads)
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+
+    venv_python = setup_venv(args.venv)
+    loc = si_models.get_localizer(args.size, args.train_steps)
+    steps = ddim_timesteps(loc.t_start, loc.n_steps)
+    pairs, skipped = draw_pairs(args.size, args.images, args.seed, args.delta, loc, args.lam)
+    print(f"D={args.size}: {len(pairs)} pairs with a region ({skipped} empty skipped)", flush=True)
+
+    per_image = []
+    with tempfile.TemporaryDirectory(prefix="diffad_si4onnx_") as tmp:
+        tmpd = Path(tmp)
+        specs = []
+        for i, (x, ref, rec_seed) in enumerate(pairs):
+            onnx_path = tmpd / f"img{i}.onnx"
+            export_reconstruction(
+                loc.model_, loc.schedule_, loc.image_shape_, steps, rec_seed, loc.eta, onnx_path
+            )
+            np.save(tmpd / f"img{i}_x.npy", x[None])
+            np.save(tmpd / f"img{i}_ref.npy", ref[None])
+            specs.append(
+                {
+                    "onnx": str(onnx_path),
+                    "x": str(tmpd / f"img{i}_x.npy"),
+                    "ref": str(tmpd / f"img{i}_ref.npy"),
+                    "recon_out": str(tmpd / f"img{i}_recon.npy"),
+                }
+            )
+        # diffad first (in this process), then si4onnx (one subprocess for all images).
+        for i, (x, ref, rec_seed) in enumerate(pairs):
+            runs = run_diffad(loc, x, ref, rec_seed, args.lam)
+            per_image.append({"image": i, "recon_seed": rec_seed, "diffad": runs})
+            d = runs["default"]
+            print(
+                f"diffad image {i}: |M|={d['region_size']} z={d['z']:.4f} "
+                f"p_default={d['p_value']:.6g} ({d['seconds']:.2f}s) "
+                f"p_exact={runs['exact']['p_value']:.6g} ({runs['exact']['seconds']:.2f}s, "
+                f"{runs['exact']['n_pieces']} pieces)",
+                flush=True,
+            )
+        job = {
+            "lam": args.lam,
+            "var": 1.0,
+            "filter_size": 3,
+            "threads": args.threads,
+            "modes": [SI4ONNX_MODES[m] for m in modes],
+            "images": specs,
+        }
+        job_path, res_path = tmpd / "job.json", tmpd / "result.json"
+        job_path.write_text(json.dumps(job))
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [venv_python, str(HERE / "si4onnx_worker.py"), str(job_path), str(res_path)],
+            stderr=None,
+        )
+        si_wall = time.perf_counter() - t0
+        if not res_path.exists():
+            raise RuntimeError(f"si4onnx worker failed (exit {proc.returncode}) before any result")
+        si = json.loads(res_path.read_text())
+        # What si4onnx sees: its own float64 interpretation of the ONNX graph vs diffad's D(X).
+        for i, (x, _, rec_seed) in enumerate(pairs):
+            if not Path(specs[i]["recon_out"]).exists():
+                continue
+            onnx_rec = np.load(specs[i]["recon_out"])
+            ref64 = reference_reconstruction(
+                loc.model_, loc.schedule_, x[None], steps, rec_seed, loc.eta
+            )
+            ref32 = loc.reconstruct(x[None], seed=rec_seed)
+            per_image[i]["onnx_check"] = {
+                "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),
+                "max_abs_diff_vs_localizer_float32": float(np.abs(onnx_rec - ref32).max()),
+            }
+
+    for entry in si["results"]:
+        i = entry["image"]
+        per_image[i]["si4onnx"] = {r["mode"]: r for r in entry["runs"]}
+        for r in entry["runs"]:
+            r.pop("trace", None)
+
+    # ------------------------------------------------------------------ comparison
+    def si_run(e: dict, mode: str) -> dict | None:
+        r = e.get("si4onnx", {}).get(mode)
+        return r if r and "p_value" in r else None
+
+    p_diffad, p_si, diffs, z_diffs, same_region = [], [], [], [], []
+    for e in per_image:
+        d = e["diffad"]["exact"]
+        s = si_run(e, "exhaustive")
+        comp = {}
+        if s is not None:
+            rng_lo, rng_hi = -10.0 - abs(s["z"]), 10.0 + abs(s["z"])
+            comp = {
+                "p_diffad_exact": d["p_value"],
+                "p_si4onnx_exhaustive": s["p_value"],
+                "abs_diff": abs(d["p_value"] - s["p_value"]),
+                "z_abs_diff": abs(d["z"] - s["z"]),
+                "same_region": bool(np.array_equal(np.ravel(d["region"]), np.ravel(s["roi"]))),
+                "intervals_z_within_range": {
+                    "range": [rng_lo, rng_hi],
+                    "diffad": clip_intervals(d["intervals_z"], rng_lo, rng_hi),
+                    "si4onnx": clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
+                },
+                "pieces": {"diffad": d["n_pieces"], "si4onnx": s["search_count"]},
+            }
+            p_diffad.append(d["p_value"])
+            p_si.append(s["p_value"])
+            diffs.append(comp["abs_diff"])
+            z_diffs.append(comp["z_abs_diff"])
+            same_region.append(comp["same_region"])
+        sd = si_run(e, "default")
+        if sd is not None:
+            comp["default_modes"] = {
+                "p_diffad_default": e["diffad"]["default"]["p_value"],
+                "p_diffad_precision": e["diffad"]["precision"]["p_value"],
+                "p_si4onnx_default": sd["p_value"],
+                "si4onnx_bounds": [sd["inf_p"], sd["sup_p"]],
+                "diffad_precision_bounds": e["diffad"]["precision"]["p_value_bounds"],
+            }
+        e["comparison"] = comp
+
+    def secs(engine: str, mode: str) -> list:
+        out = []
+        for e in per_image:
+            if engine == "diffad":
+                out.append(e["diffad"][mode]["seconds"])
+            else:
+                r = si_run(e, mode)
+                out.append(r["seconds"] if r else None)
+        return out
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    med = {("diffad", m): median(secs("diffad", m)) for m in ("default", "precision", "exact")}
+    for m in modes:
+        med[("si4onnx", m)] = median(secs("si4onnx", m))
+    out = {
+        "size": args.size,
+        "images": len(pairs),
+        "skipped_empty_region": skipped,
+        "delta": args.delta,
+        "lam": args.lam,
+        "p_diffad": p_diffad,
+        "p_si4onnx": p_si,
+        "compared": len(p_si),
+        "max_abs_diff": max(diffs) if diffs else None,
+        "max_z_abs_diff": max(z_diffs) if z_diffs else None,
+        "all_regions_equal": all(same_region) if same_region else None,
+        "median_seconds_diffad": med[("diffad", "default")],
+        "median_seconds_si4onnx": med.get(("si4onnx", "default")),
+        "speed_ratio": ratio(med.get(("si4onnx", "default")), med[("diffad", "default")]),
+        "exact": {
+            "median_seconds_diffad": med[("diffad", "exact")],
+            "median_seconds_si4onnx": med.get(("si4onnx", "exhaustive")),
+            "speed_ratio": ratio(med.get(("si4onnx", "exhaustive")), med[("diffad", "exact")]),
+        },
+        "precision_1e-3": {
+            "median_seconds_diffad": med[("diffad", "precision")],
+            "median_seconds_si4onnx": med.get(("si4onnx", "default")),
+            "speed_ratio": ratio(med.get(("si4onnx", "default")), med[("diffad", "precision")]),
+        },
+        "seconds": {
+            f"{eng}_{m}": secs(eng, m)
+            for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
+            + [("si4onnx", m) for m in modes]
+        },
+        "modes": {
+            "si4onnx_default": "inference_mode='parametric', search 'pi3', step 1e-6, "
+            "termination 'precision' 1e-3 (sicore 3.0.0 defaults), memoization=True",
+            "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
+            "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
+            "diffad_default": "SelectiveTest defaults (termination='exhaustive', "
+            "z_max=10 widened to |z|+5, batch_size=16)",
+            "diffad_precision": "termination='precision', precision=1e-3",
+            "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
+            "p_value": "two-sided: p = 2 min(F, 1-F), F = P(Z <= z | Z in truncation set), "
+            "in both engines",
+            "onnx_graph": "float64, constants baked in, nodes re-ordered so that si4onnx "
+            "memoisation is valid (see onnx_export._nest_intervals_order)",
+        },
+        "per_image": per_image,
+        "si4onnx_wall_seconds": si_wall,
+        "si4onnx_versions": si.get("versions"),
+        "command": command,
+        "machine": info | {"loadavg_end": list(os.getloadavg())},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(
+        json.dumps(
+            {
+                k: out[k]
+                for k in (
+                    "compared",
+                    "max_abs_diff",
+                    "median_seconds_diffad",
+                    "median_seconds_si4onnx",
+                    "speed_ratio",
+                    "exact",
+                )
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
