@@ -41,6 +41,29 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def _decode(path: Path, suffix: str) -> np.ndarray:
+    """Decode one file by suffix (the decoders raise their own exception types)."""
+    if suffix in PIL_SUFFIXES:
+        try:
+            from PIL import Image
+        except ImportError as err:  # pragma: no cover - depends on the environment
+            raise ValueError("reading pictures needs Pillow: pip install 'diffad[image]'") from err
+        with Image.open(path) as img:
+            if img.mode not in ("L", "I", "I;16", "F"):
+                img = img.convert("L")
+            return np.asarray(img, dtype=np.float32)
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False).astype(np.float32)
+    try:
+        import nibabel
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ValueError("reading NIfTI needs nibabel: pip install 'diffad[image]'") from err
+    array = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    return array
+
+
 def read_image_file(path: str | os.PathLike) -> np.ndarray:
     """Read one file as a float32 array: 2-D for pictures, 2-D or 3-D for NPY and NIfTI.
 
@@ -59,34 +82,14 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = _suffix(path)
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(
+            f"unsupported image file type {suffix!r} ({path}); "
+            f"supported: {', '.join(IMAGE_SUFFIXES)}"
+        )
     try:
-        if suffix in PIL_SUFFIXES:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                if img.mode not in ("L", "I", "I;16", "F"):
-                    img = img.convert("L")
-                array = np.asarray(img, dtype=np.float32)
-        elif suffix == ".npy":
-            array = np.load(path, allow_pickle=False).astype(np.float32)
-        elif suffix in NIFTI_SUFFIXES:
-            try:
-                import nibabel
-            except ImportError as err:  # pragma: no cover - depends on the environment
-                raise ImportError(
-                    "reading NIfTI needs nibabel: pip install 'diffad[image]'"
-                ) from err
-            array = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
-            if array.ndim == 4 and array.shape[3] == 1:
-                array = array[..., 0]
-        else:
-            raise ValueError(
-                f"unsupported image file type {suffix!r} ({path}); "
-                f"supported: {', '.join(IMAGE_SUFFIXES)}"
-            )
-    except (OSError, EOFError, SyntaxError, ValueError) as err:
-        if isinstance(err, ValueError) and str(err).startswith("unsupported image file"):
-            raise
+        array = _decode(path, suffix)
+    except Exception as err:  # noqa: BLE001 - every decoder failure becomes one clear error
         raise ValueError(f"cannot read image file {path}: {err}") from err
     if array.ndim not in (2, 3) or min(array.shape) < 1:
         raise ValueError(f"{path}: expected a 2-D image or 3-D volume, got shape {array.shape}")
