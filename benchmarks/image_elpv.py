@@ -37,9 +37,9 @@ from diffad.data.elpv import elpv_set  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON results; returns an exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p, train_steps=600)
+    add_model_args(p, train_steps=1000)
     p.add_argument("--n-test-normal", type=int, default=300, help="held-out normal cells")
-    p.add_argument("--n-test-defective", type=int, default=300, help="defective cells sampled")
+    p.add_argument("--n-test-defective", type=int, default=715, help="defective cells (715 = all)")
     p.add_argument("--cell-type", choices=["mono", "poly"], default=None)
     p.add_argument("--out", default="benchmarks/results/image_elpv.json")
     args = p.parse_args(argv)

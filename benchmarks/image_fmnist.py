@@ -37,13 +37,13 @@ from diffad.data.fashion_mnist import CLASSES, fashion_mnist_set, parse_class  #
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write the JSON results; returns an exit code."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_args(p, train_steps=300)
+    add_model_args(p, train_steps=500)
     p.add_argument(
         "--classes",
         default="0,1,2",
         help="normal classes (the first three by default), comma-separated",
     )
-    p.add_argument("--n-test", type=int, default=150, help="normal and anomalous test images each")
+    p.add_argument("--n-test", type=int, default=250, help="normal and anomalous test images each")
     p.add_argument("--out", default="benchmarks/results/image_fmnist.json")
     args = p.parse_args(argv)
     if args.quick:
