@@ -22,6 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--t-start", type=int, default=250)
     p.add_argument("--n-steps", type=int, default=5)
+    p.add_argument(
+        "--full-t-range",
+        action="store_true",
+        help="train on all time steps (default: only 0..t-start, the ones localisation uses)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         lr=args.lr,
         t_start=args.t_start,
         n_steps=args.n_steps,
+        train_up_to_t_start=not args.full_t_range,
         seed=args.seed,
         verbose=not args.quiet,
     )
