@@ -161,6 +161,33 @@ def median(values: list) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def merge_touching(iv: list, tol: float = 1e-10) -> list:
+    """Union of sorted intervals, joining gaps up to ``tol`` (sicore's RealSubset does the
+    same with tol 1e-10, so both engines' sets are shown in the same form)."""
+    out: list = []
+    for a, b in sorted(iv):
+        if out and a <= out[-1][1] + tol:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def symdiff_measure(u: list, v: list) -> float:
+    """Length of the symmetric difference of two unions of disjoint sorted intervals."""
+    pts = sorted({p for iv in (u, v) for seg in iv for p in seg})
+
+    def inside(iv: list, x: float) -> bool:
+        return any(a <= x <= b for a, b in iv)
+
+    total = 0.0
+    for a, b in zip(pts[:-1], pts[1:], strict=False):
+        mid = 0.5 * (a + b)
+        if inside(u, mid) != inside(v, mid):
+            total += b - a
+    return total
+
+
 def clip_intervals(iv: list, lo: float, hi: float) -> list:
     """Intervals restricted to [lo, hi] (both engines may report pieces beyond the range)."""
     out = []
@@ -221,7 +248,10 @@ def main() -> int:
                     "recon_out": str(tmpd / f"img{i}_recon.npy"),
                 }
             )
-        # diffad first (in this process), then si4onnx (one subprocess for all images).
+        # Interleaved per image (diffad, then si4onnx on the same pair) so that the load of
+        # this shared machine weighs on both engines alike; si4onnx runs in a subprocess of
+        # its venv (start-up not timed: each engine times its own p-value computation).
+        si_versions, si_wall = None, 0.0
         for i, (x, ref, rec_seed) in enumerate(pairs):
             runs = run_diffad(loc, x, ref, rec_seed, args.lam)
             per_image.append({"image": i, "recon_seed": rec_seed, "diffad": runs})
@@ -233,44 +263,41 @@ def main() -> int:
                 f"{runs['exact']['n_pieces']} pieces)",
                 flush=True,
             )
-        job = {
-            "lam": args.lam,
-            "var": 1.0,
-            "filter_size": 3,
-            "threads": args.threads,
-            "modes": [SI4ONNX_MODES[m] for m in modes],
-            "images": specs,
-        }
-        job_path, res_path = tmpd / "job.json", tmpd / "result.json"
-        job_path.write_text(json.dumps(job))
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [venv_python, str(HERE / "si4onnx_worker.py"), str(job_path), str(res_path)],
-            stderr=None,
-        )
-        si_wall = time.perf_counter() - t0
-        if not res_path.exists():
-            raise RuntimeError(f"si4onnx worker failed (exit {proc.returncode}) before any result")
-        si = json.loads(res_path.read_text())
-        # What si4onnx sees: its own float64 interpretation of the ONNX graph vs diffad's D(X).
-        for i, (x, _, rec_seed) in enumerate(pairs):
-            if not Path(specs[i]["recon_out"]).exists():
-                continue
-            onnx_rec = np.load(specs[i]["recon_out"])
-            ref64 = reference_reconstruction(
-                loc.model_, loc.schedule_, x[None], steps, rec_seed, loc.eta
-            )
-            ref32 = loc.reconstruct(x[None], seed=rec_seed)
-            per_image[i]["onnx_check"] = {
-                "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),
-                "max_abs_diff_vs_localizer_float32": float(np.abs(onnx_rec - ref32).max()),
+            job = {
+                "lam": args.lam,
+                "var": 1.0,
+                "filter_size": 3,
+                "threads": args.threads,
+                "modes": [SI4ONNX_MODES[m] for m in modes],
+                "images": [specs[i]],
             }
-
-    for entry in si["results"]:
-        i = entry["image"]
-        per_image[i]["si4onnx"] = {r["mode"]: r for r in entry["runs"]}
-        for r in entry["runs"]:
-            r.pop("trace", None)
+            job_path, res_path = tmpd / f"job{i}.json", tmpd / f"result{i}.json"
+            job_path.write_text(json.dumps(job))
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [venv_python, str(HERE / "si4onnx_worker.py"), str(job_path), str(res_path)],
+                stderr=None,
+            )
+            si_wall += time.perf_counter() - t0
+            if not res_path.exists():
+                raise RuntimeError(f"si4onnx worker failed (exit {proc.returncode})")
+            si = json.loads(res_path.read_text())
+            si_versions = si.get("versions")
+            runs_si = si["results"][0]["runs"] if si["results"] else []
+            for r in runs_si:
+                r.pop("trace", None)
+            per_image[i]["si4onnx"] = {r["mode"]: r for r in runs_si}
+            # What si4onnx sees: its own float64 interpretation of the graph vs diffad's D(X).
+            if Path(specs[i]["recon_out"]).exists():
+                onnx_rec = np.load(specs[i]["recon_out"])
+                ref64 = reference_reconstruction(
+                    loc.model_, loc.schedule_, x[None], steps, rec_seed, loc.eta
+                )
+                ref32 = loc.reconstruct(x[None], seed=rec_seed)
+                per_image[i]["onnx_check"] = {
+                    "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),
+                    "max_abs_diff_vs_localizer_float32": float(np.abs(onnx_rec - ref32).max()),
+                }
 
     # ------------------------------------------------------------------ comparison
     def si_run(e: dict, mode: str) -> dict | None:
@@ -292,10 +319,14 @@ def main() -> int:
                 "same_region": bool(np.array_equal(np.ravel(d["region"]), np.ravel(s["roi"]))),
                 "intervals_z_within_range": {
                     "range": [rng_lo, rng_hi],
-                    "diffad": clip_intervals(d["intervals_z"], rng_lo, rng_hi),
+                    "diffad": clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
                     "si4onnx": clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
                 },
                 "pieces": {"diffad": d["n_pieces"], "si4onnx": s["search_count"]},
+                "intervals_symdiff_length": symdiff_measure(
+                    clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
+                    clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
+                ),
             }
             p_diffad.append(d["p_value"])
             p_si.append(s["p_value"])
@@ -375,7 +406,7 @@ def main() -> int:
         },
         "per_image": per_image,
         "si4onnx_wall_seconds": si_wall,
-        "si4onnx_versions": si.get("versions"),
+        "si4onnx_versions": si_versions,
         "command": command,
         "machine": info | {"loadavg_end": list(os.getloadavg())},
     }
