@@ -98,7 +98,7 @@ class TabularDetector(BaseDetector):
         X : array-like of shape (n_rows, n_features)
             Training data; finite values only.
         y : ignored
-            Present for API consistency (PyOD / scikit-learn).
+            Present for API consistency (PyOD / scikit-learn); labels are never used.
 
         Returns
         -------
@@ -115,6 +115,9 @@ class TabularDetector(BaseDetector):
         self.n_features_in_ = X.shape[1]
         scores = self._fit_standardised(self._standardise(X))
         self.decision_scores_ = np.asarray(scores, dtype=np.float64).ravel()
+        # Always two classes (normal, anomaly) for predict_proba; PyOD would infer one class
+        # from an all-zero ``y``, which breaks predict_proba.
+        self._classes = 2
         self._process_decision_scores()
         return self
 
@@ -231,6 +234,7 @@ class TabularDetector(BaseDetector):
         obj.threshold_ = float(config["threshold"])
         obj._mu = float(config["mu"])
         obj._sigma = float(config["sigma"])
+        obj._classes = 2
         state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
         obj._load_state(config, state)
         return obj

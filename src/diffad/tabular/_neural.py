@@ -31,7 +31,7 @@ def train_network(
     verbose: bool,
     desc: str,
     drop_last: bool = False,
-) -> list[float]:
+) -> tuple[list[float], int]:
     """Train ``model`` with Adam on shuffled mini-batches of ``data``.
 
     Parameters
@@ -61,8 +61,10 @@ def train_network(
 
     Returns
     -------
-    list of float
+    history : list of float
         Mean loss of every (possibly partial) epoch.
+    n_steps : int
+        Gradient steps taken.
     """
     n = data.shape[0]
     per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
@@ -96,7 +98,7 @@ def train_network(
                     "lower lr or check the data scale"
                 )
     model.eval()
-    return history
+    return history, step
 
 
 class NeuralTabularDetector(TabularDetector):
@@ -118,7 +120,7 @@ class NeuralTabularDetector(TabularDetector):
             self.network_ = self._build_network(Z.shape[1]).to(device)
             generator = torch.Generator(device=device)
             generator.manual_seed(self.random_state)
-            self.loss_history_ = train_network(
+            self.loss_history_, self.n_steps_ = train_network(
                 self.network_,
                 data,
                 self._loss,

@@ -1,0 +1,94 @@
+"""Helpers shared by the tabular benchmark scripts: the semi-paper split and machine info."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+DATA_DIR = Path(os.environ.get("DIFFAD_ADBENCH", "/work/shared/data/adbench/Classical"))
+
+
+def semi_paper_split(
+    X: np.ndarray, y: np.ndarray, seed: int, min_rows: int = 1000, max_rows: int = 50_000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The published one-class split: oversample sets under ``min_rows`` with replacement to
+    ``min_rows`` (before the split), subsample sets over ``max_rows``, train on the first 50 %
+    of the normal rows in that order, test on the other normals plus all anomalies.
+
+    Returns ``(X_train, X_test, y_test)``; NaN is replaced by the training column mean.
+    """
+    rng = np.random.RandomState(seed)
+    if X.shape[0] < min_rows:
+        idx = rng.choice(X.shape[0], min_rows, replace=True)
+        X, y = X[idx], y[idx]
+    elif X.shape[0] > max_rows:
+        idx = rng.choice(X.shape[0], max_rows, replace=False)
+        X, y = X[idx], y[idx]
+    normal = np.flatnonzero(y == 0)
+    n_train = round(len(normal) / 2)
+    train = normal[:n_train]
+    test = np.concatenate([normal[n_train:], np.flatnonzero(y == 1)])
+    X_train, X_test = X[train].astype(np.float64), X[test].astype(np.float64)
+    col_mean = np.nanmean(X_train, axis=0)
+    col_mean = np.where(np.isfinite(col_mean), col_mean, 0.0)
+    for part in (X_train, X_test):
+        rows, cols = np.nonzero(np.isnan(part))
+        part[rows, cols] = col_mean[cols]
+    return X_train, X_test, y[test]
+
+
+def load_set(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``DATA_DIR/<name>.npz`` (``name`` like ``6_cardio``)."""
+    with np.load(DATA_DIR / f"{name}.npz", allow_pickle=False) as data:
+        return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int).ravel()
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, load, library versions and the command line, for result files."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": list(os.getloadavg()),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as indented JSON (atomically via a temporary file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+class Timer:
+    """Context manager measuring wall and process-CPU seconds."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
