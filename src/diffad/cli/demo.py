@@ -1,0 +1,104 @@
+"""``diffad demo``: DTE-C with conformal p-values on the breast-cancer (ODDS wbc) task."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+DEMO_EPOCHS = 200
+"""Training epochs of the demo (published: 400); half the published schedule keeps the
+demo well under a minute on 2 CPU cores."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``diffad demo``."""
+    p = subparsers.add_parser(
+        "demo",
+        help="DTE-C anomaly scores, conformal p-values and BH selection on breast-cancer data",
+        description=(
+            "Fit DTE-C on benign tumours of scikit-learn's breast-cancer data (arranged as the "
+            "ODDS wbc task), print ROC-AUC, conformal p-values and the rows selected by "
+            "Benjamini-Hochberg at level q."
+        ),
+    )
+    p.add_argument(
+        "--epochs", type=int, default=DEMO_EPOCHS, help=f"DTE-C epochs (default {DEMO_EPOCHS})"
+    )
+    p.add_argument("--q", type=float, default=0.1, help="BH false-discovery level (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the model")
+    p.add_argument("--top", type=int, default=12, help="rows shown in the p-value table")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns 0."""
+    from diffad.data.breast_cancer import load_wbc_like
+    from diffad.inference.conformal import ConformalDetector, benjamini_hochberg
+    from diffad.metrics.detection import average_precision, roc_auc
+    from diffad.tabular import DTECategorical
+
+    if args.epochs < 1:
+        raise ValueError("--epochs must be >= 1")
+    if args.top < 1:
+        raise ValueError("--top must be >= 1")
+    if not 0 < args.q < 1:
+        raise ValueError("--q must be in (0, 1)")
+    t0 = time.perf_counter()
+    X, y = load_wbc_like(args.seed)
+    rng = np.random.default_rng(args.seed)
+    normal = rng.permutation(np.flatnonzero(y == 0))
+    # 250 benign rows to fit (125) and calibrate (125); the rest of the benign rows and all
+    # malignant ones form the test batch, in which the anomalies are unknown to the model.
+    train = normal[:250]
+    test = np.concatenate([normal[250:], np.flatnonzero(y == 1)])
+    test = test[rng.permutation(test.size)]
+    print("diffad demo: DTE-C + conformal p-values on breast-cancer data (ODDS wbc layout)")
+    print(
+        f"  data: {len(y)} rows x {X.shape[1]} features, {int(y.sum())} malignant = anomalies"
+        f" ({100 * y.mean():.1f} %)"
+    )
+    print(f"  fit on 125 benign rows, calibrate on 125, test on {test.size} rows")
+    print(
+        f"  DTE-C with {args.epochs} epochs (published: 400; reduced so the demo is quick), "
+        "other settings as published"
+    )
+    detector = DTECategorical(
+        epochs=args.epochs, random_state=args.seed, device=args.device, verbose=False
+    )
+    conformal = ConformalDetector(detector, calibration_fraction=0.5, random_state=args.seed)
+    conformal.fit(X[train])
+    t_fit = time.perf_counter() - t0
+    scores = conformal.decision_function(X[test])
+    p = conformal.p_values(X[test])
+    selected = benjamini_hochberg(p, args.q)
+    y_test = y[test]
+    print(
+        f"\nROC-AUC {100 * roc_auc(y_test, scores):.1f} %, average precision "
+        f"{100 * average_precision(y_test, scores):.1f} % (test rows, fit took {t_fit:.1f} s)"
+    )
+    order = np.argsort(-scores, kind="stable")[: args.top]
+    print(f"\nTop {len(order)} test rows by anomaly score:")
+    print("| row | truth | score | conformal p | BH-selected |")
+    print("|---:|---|---:|---:|---|")
+    for i in order:
+        truth = "malignant" if y_test[i] else "benign"
+        flag = "yes" if selected[i] else ""
+        print(f"| {test[i]} | {truth} | {scores[i]:.3f} | {p[i]:.4f} | {flag} |")
+    n_sel = int(selected.sum())
+    true_sel = int(np.sum(selected & (y_test == 1)))
+    print(
+        f"\nBenjamini-Hochberg at q = {args.q}: {n_sel} rows selected, {true_sel} malignant, "
+        f"{n_sel - true_sel} benign (false-discovery proportion "
+        f"{(n_sel - true_sel) / max(n_sel, 1):.2f}); recall {true_sel}/{int(y_test.sum())}."
+    )
+    if n_sel:
+        print(f"Selected rows: {', '.join(str(r) for r in np.sort(test[selected]))}")
+    print(
+        "p-values are valid for benign rows exchangeable with the calibration rows; BH then "
+        f"keeps the expected false-discovery rate <= {args.q}."
+    )
+    print(f"Done in {time.perf_counter() - t0:.1f} s.")
+    return 0
