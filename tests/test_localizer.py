@@ -154,6 +154,8 @@ def test_fit_errors():
         DDPMLocalizer(unet=UNetConfig(in_channels=3, channels=[4]), verbose=False).fit(_images(2))
     with pytest.raises(ValueError, match="empty"):
         DDPMLocalizer(verbose=False).fit(np.zeros((0, 8, 8)))
+    with pytest.raises(ValueError, match="at least 2"):
+        DDPMLocalizer(unet=TINY, verbose=False).fit(_images(1))
     with pytest.raises(ValueError, match="lr"):
         DDPMLocalizer(lr=0.0).fit(_images(2))
 

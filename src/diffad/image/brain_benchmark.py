@@ -39,7 +39,7 @@ METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean", "mean-diff-baseline")
 # Settings chosen by measurement on 2 CPU cores (see the README table); ``quick`` trades
 # quality for a run of a few minutes at 32×32.
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"channels": [16, 32, 64, 128], "train_steps": 2000, "batch_size": 32},
+    "full": {"channels": [16, 32, 64, 128], "train_steps": 1200, "batch_size": 32},
     "quick": {"channels": [16, 32, 64], "train_steps": 1500, "batch_size": 32},
 }
 

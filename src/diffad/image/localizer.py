@@ -258,6 +258,9 @@ class DDPMLocalizer(BaseEstimator):
         """
         self._check_params()
         data, _ = as_image_batch(images, "training images")
+        if len(data) < 2:
+            # BatchNorm needs more than one value per channel in training mode.
+            raise ValueError(f"need at least 2 training images, got {len(data)}")
         config = self._unet_config(data.shape[1])
         device = resolve_device(self.device)
         with torch.random.fork_rng(devices=[]):
