@@ -196,3 +196,12 @@ def test_max_steps_caps_training_and_paper_settings_do_not(cls, toy):
     assert full.n_steps_ == 2 * per_epoch and len(full.loss_history_) == 2
     paper = cls.paper_settings()
     assert (paper.epochs, paper.batch_size, paper.lr, paper.max_steps) == (400, 64, 1e-4, None)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_sklearn_clone_keeps_parameters(cls):
+    from sklearn.base import clone
+
+    det = make(cls, contamination=0.2)
+    copy = clone(det)
+    assert copy.get_params() == det.get_params() and not hasattr(copy, "decision_scores_")

@@ -139,5 +139,8 @@ class EpsilonResNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predict the noise in ``x`` (batch, n_in) at integer steps ``t`` (batch,)."""
-        h = self.inp(x) + self.time_mlp(sinusoidal_embedding(t, self.time_dim))
-        return self.head(self.blocks(h))
+        # The time branch depends on t only: evaluate it once per distinct step (all rows
+        # share one step during reconstruction), then gather.
+        steps, inverse = torch.unique(t, return_inverse=True)
+        h_t = self.time_mlp(sinusoidal_embedding(steps, self.time_dim))[inverse]
+        return self.head(self.blocks(self.inp(x) + h_t))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -107,6 +107,20 @@ class NeuralTabularDetector(TabularDetector):
     Subclasses define ``_build_network(n_features)``, ``_loss(model, batch, generator)`` and
     ``_score_batch(model, batch)``.
     """
+
+    #: The published training schedule: 400 epochs of batch 64 at lr 1e-4, no step cap.
+    PAPER_TRAINING: ClassVar[dict[str, Any]] = {
+        "epochs": 400,
+        "batch_size": 64,
+        "lr": 1e-4,
+        "max_steps": None,
+    }
+
+    @classmethod
+    def paper_settings(cls, **overrides: Any) -> NeuralTabularDetector:
+        """An instance with the published training schedule (``PAPER_TRAINING``) instead of
+        the step-capped default; ``overrides`` set any other parameter."""
+        return cls(**{**cls.PAPER_TRAINING, **overrides})
 
     def _fit_standardised(self, Z: np.ndarray) -> np.ndarray:
         self._check_training_params()

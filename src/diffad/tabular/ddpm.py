@@ -107,13 +107,6 @@ class DDPMDetector(NeuralTabularDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    @classmethod
-    def paper_settings(cls, **overrides: Any) -> DDPMDetector:
-        """The published training schedule (400 epochs of batch 64, no step cap)."""
-        params: dict[str, Any] = {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None}
-        params.update(overrides)
-        return cls(**params)
-
     def _check_params(self, X: np.ndarray) -> None:
         if not isinstance(self.T, int | np.integer) or self.T < 1:
             raise ValueError(f"T must be a positive integer, got {self.T!r}")

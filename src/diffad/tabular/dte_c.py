@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -103,13 +102,6 @@ class DTECategorical(NeuralTabularDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    @classmethod
-    def paper_settings(cls, **overrides: Any) -> DTECategorical:
-        """The published settings exactly: 400 epochs of batch 64, no step cap."""
-        params: dict[str, Any] = {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None}
-        params.update(overrides)
-        return cls(**params)
 
     def _check_params(self, X: np.ndarray) -> None:
         if not isinstance(self.num_bins, int | np.integer) or self.num_bins < 2:

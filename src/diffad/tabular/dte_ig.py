@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -79,13 +78,6 @@ class DTEInverseGamma(NeuralTabularDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    @classmethod
-    def paper_settings(cls, **overrides: Any) -> DTEInverseGamma:
-        """The published DTE-C training schedule (400 epochs of batch 64, no step cap)."""
-        params: dict[str, Any] = {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None}
-        params.update(overrides)
-        return cls(**params)
 
     def _check_params(self, X: np.ndarray) -> None:
         d = X.shape[1]
