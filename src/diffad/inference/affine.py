@@ -171,3 +171,65 @@ def upsample_pair(state: torch.Tensor, mode: str) -> torch.Tensor:
 def mean_filter_pair(state: torch.Tensor, size: int) -> torch.Tensor:
     """size×size mean filter with zero padding (sum of the window / size²)."""
     return F.avg_pool2d(state, size, stride=1, padding=size // 2, count_include_pad=True)
+
+
+def shift_weight(weight: torch.Tensor, c_in: int, kernel: int) -> torch.Tensor:
+    """(C_out, C_in·k²) → (k²·C_out, C_in): one row block per tap, for :func:`conv_pair_shift`."""
+    c_out = weight.shape[0]
+    w = weight.reshape(c_out, c_in, kernel, kernel).permute(2, 3, 0, 1)
+    return w.reshape(kernel * kernel * c_out, c_in).contiguous()
+
+
+def conv_pair_shift(
+    state: torch.Tensor, weight9: torch.Tensor, kernel: int, n: int, const: torch.Tensor
+) -> torch.Tensor:
+    """Same result as :func:`conv_pair`, as one GEMM per layer followed by shifted adds.
+
+    All taps are applied to the unshifted input at once, (k²·C_out × C_in) @ (C_in × 2n·H·W),
+    and the k² partial outputs are added with their spatial offsets. No im2col copy of the
+    input is made, so this moves less memory when C_out < C_in (the decoder blocks).
+    """
+    c_in, b2, h, w = state.shape
+    c_out = weight9.shape[0] // (kernel * kernel)
+    y = (weight9 @ state.reshape(c_in, -1)).reshape(kernel, kernel, c_out, b2, h, w)
+    p = kernel // 2
+    out = y[p, p].clone()
+    for dy in range(kernel):
+        oy = dy - p
+        if abs(oy) >= h:
+            continue
+        for dx in range(kernel):
+            ox = dx - p
+            if (oy == 0 and ox == 0) or abs(ox) >= w:
+                continue
+            # out[y, x] += Y_tap[y + oy, x + ox] wherever that input pixel exists.
+            out[:, :, max(0, -oy) : h - max(0, oy), max(0, -ox) : w - max(0, ox)] += y[dy, dx][
+                :, :, max(0, oy) : h - max(0, -oy), max(0, ox) : w - max(0, -ox)
+            ]
+    out[:, :n] += const
+    return out
+
+
+def dense_matrix(weight: torch.Tensor, c_in: int, kernel: int, hw: tuple[int, int]) -> torch.Tensor:
+    """The zero-padded conv on an H×W map as a dense (C_out·H·W, C_in·H·W) matrix.
+
+    Cheaper than im2col when H·W < k² (the deepest levels of small images, where most
+    taps fall on padding).
+    """
+    h, w = hw
+    basis = torch.eye(c_in * h * w, dtype=weight.dtype, device=weight.device)
+    basis = basis.reshape(c_in * h * w, c_in, h, w)
+    kern = weight.reshape(weight.shape[0], c_in, kernel, kernel)
+    out = F.conv2d(basis, kern, padding=kernel // 2)  # (C_in·H·W, C_out, H, W)
+    return out.reshape(c_in * h * w, -1).T.contiguous()
+
+
+def conv_pair_dense(
+    state: torch.Tensor, matrix: torch.Tensor, n: int, const: torch.Tensor
+) -> torch.Tensor:
+    """Same result as :func:`conv_pair` with a matrix from :func:`dense_matrix`."""
+    c_in, b2, h, w = state.shape
+    flat = state.permute(0, 2, 3, 1).reshape(c_in * h * w, b2)
+    out = (matrix @ flat).reshape(-1, h, w, b2).permute(0, 3, 1, 2).contiguous()
+    out[:, :n] += const
+    return out

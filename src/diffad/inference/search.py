@@ -29,15 +29,19 @@ from diffad.inference.truncnorm import log_interval_mass
 TERMINATIONS = ("exhaustive", "precision", "decision")
 
 
-def merge_intervals(intervals: list | np.ndarray) -> np.ndarray:
-    """Sorted union of closed intervals as an (k, 2) array (touching ones are joined)."""
+def merge_intervals(intervals: list | np.ndarray, tol: float = 0.0) -> np.ndarray:
+    """Sorted union of closed intervals as an (k, 2) array.
+
+    Intervals closer than ``tol``·max(1, |end|) are joined: the ends of neighbouring pieces
+    are computed from either side and may differ by rounding.
+    """
     arr = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
     if arr.size == 0:
         return arr
     arr = arr[np.argsort(arr[:, 0], kind="stable")]
     out = [arr[0].copy()]
     for lo, hi in arr[1:]:
-        if lo <= out[-1][1]:
+        if lo <= out[-1][1] + tol * max(1.0, abs(out[-1][1])):
             out[-1][1] = max(out[-1][1], hi)
         else:
             out.append(np.array([lo, hi]))
@@ -270,12 +274,14 @@ def parametric_search(
             if not np.isfinite(x):
                 return x
 
-    def candidates(x: float, direction: int, limit: float) -> list[float]:
+    def candidates(x: float, direction: int, limit: float, count: int) -> list[float]:
+        # Space the points by the typical piece width nearby: closer wastes traces on
+        # pieces already hit, wider leaves gaps for the next round.
         w = widths[direction][-32:]
         delta = float(np.median(w)) if w else 0.01
         out: list[float] = []
         cur = x + direction * eps(x)
-        while len(out) < batch_size and direction * (limit - cur) > 0:
+        while len(out) < count and direction * (limit - cur) > 0:
             cov = covering(cur)
             if cov is not None:
                 nxt = cov[1] if direction > 0 else cov[0]
@@ -294,10 +300,18 @@ def parametric_search(
             first = False
         else:
             pts = []
-            if right < z_max:
-                pts += candidates(right, 1, z_max)
-            if left > -z_max:
-                pts += candidates(left, -1, -z_max)
+            # Spend the round where the unexplored probability mass is: a side whose tail
+            # is 10x lighter cannot move the p-value much and waits.
+            m_right = float(log_ndtr(-right)) if right < z_max else -np.inf
+            m_left = float(log_ndtr(left)) if left > -z_max else -np.inf
+            if m_right > -np.inf and m_right >= m_left - np.log(10.0):
+                pts += candidates(
+                    right, 1, z_max, batch_size if m_left > -np.inf else 2 * batch_size
+                )
+            if m_left > -np.inf and m_left >= m_right - np.log(10.0):
+                pts += candidates(
+                    left, -1, -z_max, batch_size if m_right > -np.inf else 2 * batch_size
+                )
             if not pts:
                 break
         results = evaluate(np.asarray(pts))
@@ -312,7 +326,8 @@ def parametric_search(
         right = advance(right, 1)
         left = advance(left, -1)
         known = merge_intervals(
-            [(max(lo, left), min(hi, right)) for lo, hi in accepted if hi > left and lo < right]
+            [(max(lo, left), min(hi, right)) for lo, hi in accepted if hi > left and lo < right],
+            tol=4 * step,
         )
         p, bounds = _p_bounds(known, z_obs, left, right, alternative)
         done = right >= z_max and left <= -z_max

@@ -27,10 +27,14 @@ from diffad.diffusion.unet import UNet, UNetBlock
 from diffad.inference.affine import (
     avg_pool_pair,
     conv_pair,
+    conv_pair_dense,
+    conv_pair_shift,
+    dense_matrix,
     fold_conv_bn,
     max_pool_pair,
     mean_filter_pair,
     relu_pair,
+    shift_weight,
     upsample_pair,
 )
 
@@ -56,7 +60,8 @@ def check_traceable(model: nn.Module) -> None:
     """
     if not isinstance(model, UNet):
         raise ValueError(
-            f"selective inference traces diffad.diffusion.unet.UNet models, got {type(model).__name__}"
+            "selective inference traces diffad.diffusion.unet.UNet models, "
+            f"got {type(model).__name__}"
         )
     if model.training:
         raise ValueError("put the model in eval mode (BatchNorm must use its running statistics)")
@@ -206,7 +211,7 @@ class ReconstructionTracer:
                 )
         # Bytes per point of the largest im2col matrix (values and slopes), to chunk points.
         widest = max(
-            blk[0].shape[1] * h * w
+            blk[4] * blk[3] ** 2 * h * w
             for st in self.steps[:1]
             for blk, (h, w) in self._walk(st, sizes)
         )
@@ -232,11 +237,24 @@ class ReconstructionTracer:
         # conv(x + c) = conv(x) + conv(c·1): the constant sees the same zero padding as x.
         ones = shift[None, :, None, None].expand(1, c_in, *hw)
         const = F.conv2d(ones, weight.reshape(-1, c_in, k, k), bias, padding=k // 2)[0]
-        return weight, const[:, None].contiguous(), k
+        const = const[:, None].contiguous()
+        c_out = weight.shape[0]
+        h, w = hw
+        # Pick the cheapest exact evaluation of this conv (see diffad.inference.affine).
+        if h * w < k * k:
+            return ("dense", dense_matrix(weight, c_in, k, hw), const, k, c_in)
+        if c_out < c_in:
+            return ("shift", shift_weight(weight, c_in, k), const, k, c_in)
+        return ("im2col", weight, const, k, c_in)
 
     def _block(self, state, blk, n, lo, hi, patterns):
-        weight, const, k = blk
-        state = conv_pair(state, weight, k, n, const)
+        kind, weight, const, k, _ = blk
+        if kind == "dense":
+            state = conv_pair_dense(state, weight, n, const)
+        elif kind == "shift":
+            state = conv_pair_shift(state, weight, k, n, const)
+        else:
+            state = conv_pair(state, weight, k, n, const)
         return relu_pair(state, n, lo, hi, self.negative_slope, patterns)
 
     def _unet(self, state, step, n, lo, hi, patterns):
