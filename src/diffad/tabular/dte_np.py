@@ -117,15 +117,17 @@ class DTENonParametric(TabularDetector):
         out = np.empty(Z.shape[0], dtype=np.float64)
         for start in range(0, Z.shape[0], chunk):
             q = torch.as_tensor(Z[start : start + chunk], dtype=torch.float64, device=device)
-            # ||q - x||² = ||q||² + ||x||² - 2 q·x, one GEMM per block; clamp the rounding
-            # residue of coincident rows at 0.
-            d2 = (q * q).sum(dim=1, keepdim=True) + train_sq[None, :] - 2.0 * (q @ train.T)
-            d2.clamp_(min=0.0)
+            # ||q - x||² = ||q||² + (||x||² - 2 q·x): one fused GEMM per block gives the
+            # bracket; ||q||² shifts a whole row, so it is added after the top-k, and only k
+            # entries per row are touched again (clamped at 0 against rounding residue).
+            part = torch.addmm(train_sq[None, :], q, train.T, beta=1.0, alpha=-2.0)
             if exclude_self:
                 rows = torch.arange(q.shape[0], device=device)
-                d2[rows, rows + start] = float("inf")
-            nearest = torch.topk(d2, int(self.k), dim=1, largest=False, sorted=False).values
-            out[start : start + q.shape[0]] = nearest.mean(dim=1).cpu().numpy()
+                part[rows, rows + start] = float("inf")
+            nearest = torch.topk(part, int(self.k), dim=1, largest=False, sorted=False).values
+            d2 = (nearest + (q * q).sum(dim=1, keepdim=True)).clamp_(min=0.0)
+            out[start : start + q.shape[0]] = d2.mean(dim=1).cpu().numpy()
+            del part
         if self.output == "mode":
             out /= self.train_.shape[1]
         return out
