@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -43,7 +44,16 @@ def main() -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--out", default="benchmarks/results/tabular_defaults.json")
+    parser.add_argument(
+        "--resummarise", action="store_true", help="recompute the summary of --out and exit"
+    )
     args = parser.parse_args()
+    if args.resummarise:
+        payload = json.loads(Path(args.out).read_text())
+        payload["summary"] = summarise(payload["results"])
+        write_json(Path(args.out), payload)
+        print(json.dumps(payload["summary"], indent=2))
+        return 0
     if not DATA_DIR.is_dir():
         print(f"ADBench data not found at {DATA_DIR}; set DIFFAD_ADBENCH. Skipping.")
         return 0
@@ -95,10 +105,18 @@ def summarise(rows: list[dict]) -> dict:
                 for r in sel
                 if (r["dataset"], r["seed"]) in paper
             ]
+            se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else None
             summary[f"{method}/{config}"] = {
                 "n_runs": len(sel),
                 "mean_roc_auc_pct": float(100 * np.mean([r["roc_auc"] for r in sel])),
                 "mean_diff_vs_paper_points": float(np.mean(diffs)) if diffs else None,
+                "se_diff_points": se,
+                "per_set_diff_points": {
+                    f"{r['dataset']}/{r['seed']}": 100
+                    * (r["roc_auc"] - paper[(r["dataset"], r["seed"])])
+                    for r in sel
+                    if (r["dataset"], r["seed"]) in paper
+                },
                 "n_paired": len(diffs),
                 "mean_fit_wall_s": float(np.mean([r["fit_wall_s"] for r in sel])),
             }
