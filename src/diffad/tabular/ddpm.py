@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -190,6 +188,3 @@ class DDPMDetector(NeuralTabularDetector):
 
     def _score_batch(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return ((batch - self.reconstruct(batch)) ** 2).mean(dim=1)
-
-    def _load_state(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        super()._load_state(config, tensors)
