@@ -47,7 +47,22 @@ def main() -> int:
     parser.add_argument(
         "--resummarise", action="store_true", help="recompute the summary of --out and exit"
     )
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="result files to combine into --out, then exit"
+    )
     args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(f).read_text()) for f in args.merge]
+        payload = {
+            "machine": [p["machine"] for p in parts],
+            "merged_from": args.merge,
+            "configs": CONFIGS,
+            "results": [r for p in parts for r in p["results"]],
+        }
+        payload["summary"] = summarise(payload["results"])
+        write_json(Path(args.out), payload)
+        print(json.dumps(payload["summary"], indent=2))
+        return 0
     if args.resummarise:
         payload = json.loads(Path(args.out).read_text())
         payload["summary"] = summarise(payload["results"])
