@@ -28,7 +28,7 @@ from diffad.inference.search import (
     parametric_search,
     selection_intervals,
 )
-from diffad.inference.trace import ReconstructionTracer
+from diffad.inference.trace import PrefixCache, ReconstructionTracer
 from diffad.inference.truncnorm import naive_p_value, truncated_p_value
 
 METHODS = ("parametric", "oc", "naive", "bonferroni", "permutation")
@@ -107,7 +107,7 @@ class _Covariance:
             if not arr.reshape(()) > 0:
                 raise ValueError(f"a scalar sigma (variance) must be > 0, got {float(arr)}")
             self.kind, self.value = "scalar", float(arr.reshape(()))
-        elif arr.size == n and arr.ndim <= len(shape) and arr.shape == shape[-arr.ndim :]:
+        elif arr.shape == (n,) or (arr.size == n and arr.shape == shape[len(shape) - arr.ndim :]):
             if np.any(arr <= 0):
                 raise ValueError("per-pixel variances must all be > 0")
             self.kind, self.value = "diagonal", arr.reshape(-1)
@@ -325,8 +325,10 @@ class SelectiveTest:
             result.n_pieces = 1
             return
 
+        cache = PrefixCache() if getattr(self, "reuse_prefix", True) else None
+
         def evaluate(zs: np.ndarray) -> list:
-            tr = tracer.evaluate(a, b, zs)
+            tr = tracer.evaluate(a, b, zs, cache=cache)
             return [
                 (
                     float(tr.lo[k]),

@@ -126,6 +126,53 @@ class TraceResult:
     patterns: np.ndarray | None = None
 
 
+class PrefixCache:
+    """States after each DDIM call of recently traced points of one line, for reuse.
+
+    The interval on which the first j network calls keep their decisions is much wider than
+    the final piece (the last calls flip first). A new point inside the cumulative interval
+    of the first j calls of a cached point starts at call j + 1 from that point's state
+    moved along its (exact) slope, skipping j of the five U-Net evaluations. A ring buffer
+    of ``capacity`` points; use one cache per line (a, b).
+    """
+
+    def __init__(self, capacity: int = 512) -> None:
+        self.capacity = int(capacity)
+        self.size = 0
+        self.next = 0
+        self.z = np.zeros(self.capacity)
+        self.lo: np.ndarray | None = None
+        self.hi: np.ndarray | None = None
+        self.value: torch.Tensor | None = None
+        self.slope: torch.Tensor | None = None
+
+    def lookup(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each z: the number of leading calls it can skip and the cached point to use."""
+        if self.size == 0 or self.lo is None:
+            return np.zeros(len(z), dtype=np.int64), np.zeros(len(z), dtype=np.int64)
+        lo, hi = self.lo[: self.size], self.hi[: self.size]
+        inside = (lo[None] <= z[:, None, None]) & (z[:, None, None] <= hi[None])
+        depth = np.cumprod(inside, axis=2).sum(axis=2)  # (n, R): leading calls contained
+        best = depth.argmax(axis=1)
+        return depth[np.arange(len(z)), best], best
+
+    def add(self, z, lo, hi, value, slope) -> None:
+        """Store points (z (n,), cumulative lo/hi (n, K), states (n, K, C, H, W))."""
+        if self.lo is None:
+            k = lo.shape[1]
+            self.lo = np.zeros((self.capacity, k))
+            self.hi = np.zeros((self.capacity, k))
+            shape = (self.capacity, *value.shape[1:])
+            self.value = torch.zeros(shape, dtype=value.dtype, device=value.device)
+            self.slope = torch.zeros(shape, dtype=value.dtype, device=value.device)
+        for i in range(len(z)):
+            j = self.next
+            self.z[j], self.lo[j], self.hi[j] = z[i], lo[i], hi[i]
+            self.value[j], self.slope[j] = value[i], slope[i]
+            self.next = (j + 1) % self.capacity
+            self.size = min(self.size + 1, self.capacity)
+
+
 class ReconstructionTracer:
     """Float64 replay of the seeded reconstruction for many points on a line at once.
 
@@ -302,8 +349,76 @@ class ReconstructionTracer:
             pat = torch.cat([p.transpose(0, 1).reshape(n, -1).to(torch.int64) for p in patterns], 1)
         return lo, hi, recon[:n], recon[n:], filt[:n], filt[n:], pat
 
+    def _run_cached(self, a, b, z, cache: PrefixCache):
+        """Like :meth:`_run` on the line, starting each point at its first uncached call."""
+        n, steps = z.shape[0], len(self.steps)
+        zn = z.cpu().numpy()
+        skip, rec = cache.lookup(zn)
+        skip = np.minimum(skip, steps - 1)
+        c, h, w = self.image_shape
+        dev, f64 = self.device, torch.float64
+        rec_lo = np.full((n, steps - 1), -np.inf)
+        rec_hi = np.full((n, steps - 1), np.inf)
+        rec_v = torch.empty((n, steps - 1, c, h, w), dtype=f64, device=dev)
+        rec_s = torch.empty((n, steps - 1, c, h, w), dtype=f64, device=dev)
+        val = torch.empty((c, 0, h, w), dtype=f64, device=dev)
+        slo = torch.empty((c, 0, h, w), dtype=f64, device=dev)
+        lo = torch.empty(0, dtype=f64, device=dev)
+        hi = torch.empty(0, dtype=f64, device=dev)
+        order: list[int] = []
+        for k, step in enumerate(self.steps):
+            enter = np.flatnonzero(skip == k)
+            if enter.size:
+                ze = z[enter]
+                if k == 0:
+                    v0 = self.in_scale * (a[:, None] + b[:, None] * ze[None, :, None, None])
+                    v0 = v0 + self.in_noise[:, None]
+                    s0 = (self.in_scale * b)[:, None].expand(c, enter.size, h, w)
+                    lo0 = torch.full((enter.size,), -float("inf"), dtype=f64, device=dev)
+                    hi0 = torch.full((enter.size,), float("inf"), dtype=f64, device=dev)
+                else:
+                    r = rec[enter]
+                    dz = torch.as_tensor(zn[enter] - cache.z[r], dtype=f64, device=dev)
+                    rv, rs = cache.value[r][:, :k], cache.slope[r][:, :k]
+                    moved = rv + rs * dz[:, None, None, None, None]
+                    rec_v[enter, :k], rec_s[enter, :k] = moved, rs
+                    rec_lo[enter, :k], rec_hi[enter, :k] = cache.lo[r, :k], cache.hi[r, :k]
+                    v0 = moved[:, k - 1].transpose(0, 1)
+                    s0 = rs[:, k - 1].transpose(0, 1)
+                    lo0 = torch.as_tensor(cache.lo[r, k - 1] - zn[enter], dtype=f64, device=dev)
+                    hi0 = torch.as_tensor(cache.hi[r, k - 1] - zn[enter], dtype=f64, device=dev)
+                val, slo = torch.cat([val, v0], 1), torch.cat([slo, s0], 1)
+                lo, hi = torch.cat([lo, lo0]), torch.cat([hi, hi0])
+                order.extend(enter.tolist())
+            m = len(order)
+            if m == 0:  # every point resumes later
+                continue
+            state = torch.cat([val, slo], 1)
+            eps = self._unet(state, step, m, lo, hi, None)
+            state = step["c_x"] * state + step["c_eps"] * eps
+            if step["noise"] is not None:
+                state[:, :m] += step["noise"][:, None]
+            val, slo = state[:, :m], state[:, m:]
+            if k < steps - 1:
+                idx = np.asarray(order)
+                rec_lo[idx, k] = zn[idx] + lo.cpu().numpy()
+                rec_hi[idx, k] = zn[idx] + hi.cpu().numpy()
+                rec_v[idx, k], rec_s[idx, k] = val.transpose(0, 1), slo.transpose(0, 1)
+        inv = torch.as_tensor(np.argsort(np.asarray(order)), device=dev)
+        val, slo, lo, hi = val[:, inv], slo[:, inv], lo[inv], hi[inv]
+        cache.add(zn, rec_lo, rec_hi, rec_v, rec_s)
+        xv = a[:, None] + b[:, None] * z[None, :, None, None]
+        diff = torch.cat([val - xv, slo - b[:, None]], 1)
+        filt = mean_filter_pair(diff, self.filter_size).transpose(0, 1).reshape(2 * n, -1)
+        return lo, hi, val.transpose(0, 1), slo.transpose(0, 1), filt[:n], filt[n:], None
+
     def evaluate(
-        self, a: np.ndarray, b: np.ndarray, z: np.ndarray | Sequence[float], patterns: bool = False
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        z: np.ndarray | Sequence[float],
+        patterns: bool = False,
+        cache: PrefixCache | None = None,
     ) -> TraceResult:
         """Trace D and F at points ``z`` of the line X(z) = a + b·z.
 
@@ -314,7 +429,9 @@ class ReconstructionTracer:
         z : array-like
             Points, shape (n,).
         patterns : bool
-            Also return every network decision (for tests).
+            Also return every network decision (for tests; not with ``cache``).
+        cache : PrefixCache, optional
+            Reuse the first network calls of earlier points of the *same* line.
 
         Returns
         -------
@@ -328,7 +445,10 @@ class ReconstructionTracer:
         with torch.no_grad():
             for start in range(0, z.size, self.max_points):
                 zt = torch.as_tensor(z[start : start + self.max_points], device=self.device)
-                parts.append(self._evaluate_chunk(at, bt, zt, patterns))
+                if cache is not None and not patterns:
+                    parts.append(self._run_cached(at, bt, zt, cache))
+                else:
+                    parts.append(self._evaluate_chunk(at, bt, zt, patterns))
         cat = [
             None if parts[0][i] is None else torch.cat([p[i] for p in parts]).cpu().numpy()
             for i in range(7)

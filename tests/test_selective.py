@@ -1,0 +1,178 @@
+"""SelectiveTest: parametric p-values against a dense-grid oracle, OC, comparators, errors."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from diffad.diffusion.schedules import NoiseSchedule
+from diffad.diffusion.unet import UNet, UNetConfig
+from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
+from diffad.inference.search import merge_intervals
+from diffad.inference.selective import NO_REGION, SelectiveTest
+from diffad.inference.truncnorm import truncated_p_value
+
+D = 8
+LAM = 0.5
+
+
+@pytest.fixture(scope="module")
+def localizer():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(channels=[4, 8])).eval()
+    return SimpleNamespace(
+        model_=net, schedule_=NoiseSchedule.linear(1000), t_start=460, n_steps=5, eta=1.0
+    )
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((D, D)), rng.standard_normal((D, D))
+
+
+def _oracle_membership(loc, x, region, z_obs, grid):
+    """M(z) == M_obs on a dense grid, by direct float64 reconstructions (independent path)."""
+    m = region.reshape(-1)
+    k = int(m.sum())
+    sd = np.sqrt(2.0 * k) / k
+    b = m / (k * sd)
+    a = x.reshape(-1) - z_obs * b
+    net = copy.deepcopy(loc.model_).double()
+    steps = ddim_timesteps(460, 5)
+    noises = draw_reconstruction_noise((1, 1, D, D), steps, 0, dtype=torch.float64)
+    out = np.empty(len(grid), dtype=bool)
+    for s in range(0, len(grid), 2000):
+        zs = grid[s : s + 2000]
+        imgs = torch.from_numpy((a[None] + zs[:, None] * b[None]).reshape(-1, 1, D, D))
+        with torch.no_grad():
+            rec = reconstruct(net, loc.schedule_, imgs, steps, noises, 1.0)
+        diff = rec - imgs
+        filt = torch.nn.functional.avg_pool2d(diff, 3, stride=1, padding=1).reshape(len(zs), -1)
+        out[s : s + 2000] = ((filt.abs() > LAM).numpy() == m[None]).all(axis=1)
+    return out
+
+
+def test_parametric_matches_dense_grid_oracle(localizer, pair):
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=6.0)
+    res = st.test(*pair, method="parametric")
+    assert res.region_size > 0 and res.message == ""
+    grid = np.linspace(-6.0, 6.0, 12001)
+    inside = _oracle_membership(localizer, pair[0], res.region, res.z, grid)
+    ivs = res.intervals
+    found = ((grid[:, None] >= ivs[:, 0]) & (grid[:, None] <= ivs[:, 1])).any(axis=1)
+    mismatch = grid[found != inside]
+    # Disagreements only where the grid straddles an interval end (float rounding at ends).
+    ends = ivs.reshape(-1)
+    assert all(np.min(np.abs(ends - z)) < 1e-6 for z in mismatch)
+    # The oracle's p from grid cells agrees to the grid resolution.
+    h = grid[1] - grid[0]
+    cells = np.column_stack([grid[inside] - h / 2, grid[inside] + h / 2])
+    p_grid = truncated_p_value(res.z, merge_intervals(cells))
+    assert res.p_value == pytest.approx(p_grid, abs=5e-3)
+    lo, hi = res.p_value_bounds
+    assert lo <= res.p_value <= hi and hi - lo < 1e-6
+
+
+def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
+    seq = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=1, z_max=4.0).test(*pair)
+    bat = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=32, z_max=4.0).test(*pair)
+    assert bat.p_value == pytest.approx(seq.p_value, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(bat.intervals, seq.intervals, atol=1e-8)
+    oc = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu").test(*pair, method="oc")
+    (lo, hi), z = oc.intervals[0], oc.z
+    assert lo < z < hi
+    assert any(a <= lo + 1e-9 and hi <= b + 1e-9 for a, b in seq.intervals)
+    assert oc.p_value == pytest.approx(truncated_p_value(z, [[lo, hi]]))
+
+
+def test_early_stopping_rules(localizer, pair):
+    full = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0).test(*pair)
+    prec = SelectiveTest(
+        localizer, 1.0, lam=LAM, device="cpu", termination="precision", precision=1e-3
+    ).test(*pair)
+    assert abs(prec.p_value - full.p_value) <= 1e-3
+    assert prec.p_value_bounds[0] <= full.p_value <= prec.p_value_bounds[1]
+    assert prec.n_pieces <= full.n_pieces
+    dec = SelectiveTest(
+        localizer, 1.0, lam=LAM, device="cpu", termination="decision", alpha=0.05
+    ).test(*pair)
+    assert (dec.p_value_bounds[1] <= 0.05) == (full.p_value <= 0.05)
+
+
+def test_comparators(localizer, pair):
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", n_permutations=40)
+    naive = st.test(*pair, method="naive")
+    assert naive.p_value == pytest.approx(2 * norm.sf(abs(naive.z)), rel=1e-12)
+    bonf = st.test(*pair, method="bonferroni")
+    assert bonf.p_value == pytest.approx(min(1.0, 2.0 ** (D * D) * naive.p_value))
+    perm = st.test(*pair, method="permutation")
+    assert perm.p_value in {(1 + k) / 41 for k in range(41)}
+    assert st.test(*pair, method="permutation").p_value == perm.p_value  # seeded
+    x, r = pair
+    shifted = st.test(x + 3.0 * (naive.region > 0), r, method="permutation")
+    assert shifted.p_value <= 2 / 41
+
+
+def test_covariance_forms_agree(localizer, pair):
+    n = D * D
+    base = SelectiveTest(localizer, 2.0, lam=LAM, device="cpu", termination="precision")
+    p0 = base.test(*pair).p_value
+    for sigma in (np.full((D, D), 2.0), np.full(n, 2.0), 2.0 * np.eye(n)):
+        st = SelectiveTest(localizer, sigma, lam=LAM, device="cpu", termination="precision")
+        assert st.test(*pair).p_value == pytest.approx(p0, rel=1e-9)
+    idx = np.arange(n)
+    ar1 = 0.5 ** np.abs(idx[:, None] - idx[None, :])
+    res = SelectiveTest(localizer, ar1, lam=LAM, device="cpu", termination="precision").test(*pair)
+    assert 0.0 <= res.p_value <= 1.0
+
+
+def test_empty_region_is_reported_not_nan(localizer, pair):
+    res = SelectiveTest(localizer, 1.0, lam=1e6, device="cpu").test(*pair)
+    assert res.p_value is None and res.message == NO_REGION and res.region_size == 0
+    assert not res.selected and res.to_dict()["p_value"] is None
+
+
+def test_errors(localizer, pair):
+    x, r = pair
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu")
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        st.test(bad, r)
+    with pytest.raises(ValueError, match="reference shape"):
+        st.test(x, r[:4, :4])
+    with pytest.raises(ValueError, match="divisible"):
+        st.test(np.zeros((9, 9)), np.zeros((9, 9)))
+    with pytest.raises(ValueError, match="method"):
+        st.test(x, r, method="bogus")
+    with pytest.raises(ValueError, match="sigma must be"):
+        SelectiveTest(localizer, np.ones((3, 3)), lam=LAM, device="cpu").test(x, r)
+    with pytest.raises(ValueError, match="symmetric"):
+        SelectiveTest(localizer, np.triu(np.ones((64, 64))), lam=LAM, device="cpu").test(x, r)
+    with pytest.raises(ValueError, match="positive definite"):
+        SelectiveTest(localizer, np.ones((64, 64)), lam=LAM, device="cpu").test(x, r)
+    with pytest.raises(ValueError, match="> 0"):
+        SelectiveTest(localizer, -1.0, lam=LAM, device="cpu").test(x, r)
+    with pytest.raises(ValueError, match="not fitted"):
+        SelectiveTest(SimpleNamespace(), 1.0).test(x, r)
+    with pytest.raises(ValueError, match="termination"):
+        SelectiveTest(localizer, 1.0, termination="never").test(x, r)
+
+
+def test_many_matches_single_and_parallel(localizer, pair):
+    rng = np.random.default_rng(11)
+    imgs = rng.standard_normal((3, D, D))
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", termination="precision")
+    single = [st.test(i, pair[1], "oc").p_value for i in imgs]
+    many = [res.p_value for res in st.test_many(imgs, pair[1], "oc")]
+    assert many == single
+    par = [res.p_value for res in st.test_many(imgs, np.stack([pair[1]] * 3), "oc", n_jobs=2)]
+    assert par == pytest.approx(single, rel=1e-12)
+    with pytest.raises(ValueError, match="references shape"):
+        st.test_many(imgs, imgs[:2])
