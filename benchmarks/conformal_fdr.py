@@ -79,6 +79,14 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1) / np.sqrt(a.size)) if a.size > 1 else 0.0
 
 
+def _aggregate(runs: list[dict]) -> dict:
+    """Mean and standard error over runs of FDR, power and the type-I rates."""
+    out = {}
+    for key, name in (("fdp", "fdr"), ("power", "power"), ("type1_005",) * 2, ("type1_010",) * 2):
+        out[name], out[name + "_se"] = _mean_se([r[key] for r in runs])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
@@ -107,23 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{path.name} has missing values; pick another set")
         runs = [one_run(X, y, args.method, s, args.q) for s in range(args.seeds)]
         pooled = np.concatenate([r.pop("_p_null") for r in runs])
-        fdr, fdr_se = _mean_se([r["fdp"] for r in runs])
-        power, power_se = _mean_se([r["power"] for r in runs])
-        t05, t05_se = _mean_se([r["type1_005"] for r in runs])
-        t10, t10_se = _mean_se([r["type1_010"] for r in runs])
         row = {
             "dataset": dataset_name(path),
             "n_cal": runs[0]["n_cal"],
             "n_test_normal": runs[0]["n_test_normal"],
             "n_test_anomaly": runs[0]["n_test_anomaly"],
-            "fdr": fdr,
-            "fdr_se": fdr_se,
-            "power": power,
-            "power_se": power_se,
-            "type1_005": t05,
-            "type1_005_se": t05_se,
-            "type1_010": t10,
-            "type1_010_se": t10_se,
+            **_aggregate(runs),
             "mean_selected": float(np.mean([r["n_selected"] for r in runs])),
             "pooled_ks_stat": float(kstest(pooled, "uniform").statistic),
             "runs": runs,
@@ -132,25 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         all_runs += runs
         one_per_run += [r["one_null_p"] for r in runs]
         print(
-            f"{row['dataset']}: FDR {fdr:.3f} ± {fdr_se:.3f}, power {power:.3f}, "
-            f"P(p<=0.1) {t10:.3f} ({time.time() - started:.0f} s)",
+            f"{row['dataset']}: FDR {row['fdr']:.3f} ± {row['fdr_se']:.3f}, power "
+            f"{row['power']:.3f}, P(p<=0.1) {row['type1_010']:.3f} "
+            f"({time.time() - started:.0f} s)",
             flush=True,
         )
-    fdr, fdr_se = _mean_se([r["fdp"] for r in all_runs])
-    power, power_se = _mean_se([r["power"] for r in all_runs])
-    t10, t10_se = _mean_se([r["type1_010"] for r in all_runs])
-    t05, t05_se = _mean_se([r["type1_005"] for r in all_runs])
     ks = kstest(one_per_run, "uniform")
     overall = {
         "n_runs": len(all_runs),
-        "fdr": fdr,
-        "fdr_se": fdr_se,
-        "power": power,
-        "power_se": power_se,
-        "type1_005": t05,
-        "type1_005_se": t05_se,
-        "type1_010": t10,
-        "type1_010_se": t10_se,
+        **_aggregate(all_runs),
         "ks_one_null_per_run_stat": float(ks.statistic),
         "ks_one_null_per_run_p": float(ks.pvalue),
     }

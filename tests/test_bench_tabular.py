@@ -56,7 +56,7 @@ def test_cli_writes_json_and_table(data_dir, tmp_path, capsys):
     assert mvtec["diff"] == pytest.approx(mvtec["roc_auc_mean"] - mvtec["published"])
     assert rows[("alpha", "knn")]["published"] is None
     table = capsys.readouterr().out
-    assert "| MVTec-AD | knn |" in table and "| alpha | iforest |" in table
+    assert "| MVTec-AD | 2 | knn | 2 |" in table and "| alpha | 1 | iforest | 2 |" in table
 
 
 def test_summary_averages_family_files_per_seed():

@@ -26,6 +26,11 @@ from diffad.metrics.detection import detection_metrics
 DETERMINISTIC = frozenset({"knn", "lof", "ocsvm", "dte-np"})
 """Methods whose scores depend on the data only (no random_state)."""
 
+MULTI_FILE_FAMILIES = frozenset(
+    {"20news", "agnews", "CIFAR10", "SVHN", "MVTec-AD", "FashionMNIST", "MNIST-C"}
+)
+"""Published rows that average several ADBench files (compare only when all are present)."""
+
 ANCHOR_PROTOCOL = {"semi-paper": "semi", "semi": "semi", "unsup": "unsup"}
 """Our protocol -> the published protocol it is compared with."""
 
@@ -156,6 +161,7 @@ def run_tabular(
                         "n_train": int(split.X_train.shape[0]),
                         "n_test": int(split.X_test.shape[0]),
                         "n_features": int(split.X_train.shape[1]),
+                        "params": _json_params(detector),
                     }
                     done[(path, method, fingerprint)] = record
                     records.append(record)
@@ -165,6 +171,21 @@ def run_tabular(
     finally:
         bar.close()
     return records
+
+
+def _json_params(detector) -> dict:
+    """The detector's constructor parameters that JSON can hold (for provenance)."""
+    try:
+        params = detector.get_params(deep=False)
+    except (AttributeError, TypeError):
+        return {}
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or isinstance(value, bool | int | float | str | list):
+            out[key] = value
+    return out
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -232,14 +253,22 @@ def summarize(
 def markdown_table(rows: list[dict]) -> str:
     """A markdown table of ``summarize`` rows."""
     lines = [
-        "| data set | method | ROC-AUC % (ours) | published | diff |",
-        "|---|---|---:|---:|---:|",
+        "| data set | files | method | seeds | ROC-AUC % (ours) | published | diff |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         pub = "–" if r["published"] is None else f"{r['published']:.2f}"
         diff = "–" if r["diff"] is None else f"{r['diff']:+.2f}"
         ours = f"{r['roc_auc_mean']:.2f} ± {r['roc_auc_std']:.2f}"
-        lines.append(f"| {r['family']} | {r['method']} | {ours} | {pub} | {diff} |")
+        lines.append(
+            f"| {r['family']} | {r['n_files']} | {r['method']} | {r['n_seeds']} | {ours} "
+            f"| {pub} | {diff} |"
+        )
+    if any(r["n_files"] > 1 or r["family"] in MULTI_FILE_FAMILIES for r in rows):
+        lines.append(
+            "\nA family (e.g. MVTec-AD) is averaged over the files present; the published "
+            "value averages over all of ADBench's files of that family."
+        )
     return "\n".join(lines)
 
 

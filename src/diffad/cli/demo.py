@@ -7,9 +7,13 @@ import time
 
 import numpy as np
 
-DEMO_EPOCHS = 200
-"""Training epochs of the demo (published: 400); half the published schedule keeps the
-demo well under a minute on 2 CPU cores."""
+DEMO_EPOCHS = 400
+"""Training epochs of the demo: the published 400. On the demo's 150 fitting rows that is
+1 200 gradient steps (batch 64), a few seconds of CPU, so no reduction is needed."""
+
+N_FIT_CAL = 300
+"""Benign rows used to fit (half) and calibrate (half); the other 57 benign rows and the 21
+malignant ones form the test batch."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from diffad.data.breast_cancer import load_wbc_like
     from diffad.inference.conformal import ConformalDetector, benjamini_hochberg
     from diffad.metrics.detection import average_precision, roc_auc
-    from diffad.tabular import DTECategorical
+    from diffad.tabular import DTECategorical, DTENonParametric
 
     if args.epochs < 1:
         raise ValueError("--epochs must be >= 1")
@@ -50,21 +54,23 @@ def run(args: argparse.Namespace) -> int:
     X, y = load_wbc_like(args.seed)
     rng = np.random.default_rng(args.seed)
     normal = rng.permutation(np.flatnonzero(y == 0))
-    # 250 benign rows to fit (125) and calibrate (125); the rest of the benign rows and all
+    # Benign rows to fit (half) and calibrate (half); the remaining benign rows and all
     # malignant ones form the test batch, in which the anomalies are unknown to the model.
-    train = normal[:250]
-    test = np.concatenate([normal[250:], np.flatnonzero(y == 1)])
+    train = normal[:N_FIT_CAL]
+    test = np.concatenate([normal[N_FIT_CAL:], np.flatnonzero(y == 1)])
     test = test[rng.permutation(test.size)]
     print("diffad demo: DTE-C + conformal p-values on breast-cancer data (ODDS wbc layout)")
     print(
         f"  data: {len(y)} rows x {X.shape[1]} features, {int(y.sum())} malignant = anomalies"
         f" ({100 * y.mean():.1f} %)"
     )
-    print(f"  fit on 125 benign rows, calibrate on 125, test on {test.size} rows")
+    n_fit = N_FIT_CAL // 2
     print(
-        f"  DTE-C with {args.epochs} epochs (published: 400; reduced so the demo is quick), "
-        "other settings as published"
+        f"  fit on {n_fit} benign rows, calibrate on {N_FIT_CAL - n_fit}, test on {test.size} "
+        f"rows ({int(y[test].sum())} malignant)"
     )
+    note = "as published" if args.epochs == 400 else "published: 400"
+    print(f"  DTE-C with {args.epochs} epochs ({note}), other settings as published")
     detector = DTECategorical(
         epochs=args.epochs, random_state=args.seed, device=args.device, verbose=False
     )
@@ -99,6 +105,17 @@ def run(args: argparse.Namespace) -> int:
     print(
         "p-values are valid for benign rows exchangeable with the calibration rows; BH then "
         f"keeps the expected false-discovery rate <= {args.q}."
+    )
+    # The same wrapper works for any detector: DTE-NP on the same split, for comparison.
+    np_conformal = ConformalDetector(
+        DTENonParametric(device=args.device), calibration_fraction=0.5, random_state=args.seed
+    ).fit(X[train])
+    np_scores = np_conformal.decision_function(X[test])
+    np_selected = benjamini_hochberg(np_conformal.p_values(X[test]), args.q)
+    np_true = int(np.sum(np_selected & (y_test == 1)))
+    print(
+        f"\nSame split with DTE-NP (k = 5): ROC-AUC {100 * roc_auc(y_test, np_scores):.1f} %, "
+        f"BH selects {int(np_selected.sum())} rows, {np_true} malignant."
     )
     print(f"Done in {time.perf_counter() - t0:.1f} s.")
     return 0
