@@ -36,6 +36,8 @@ def lesion_alpha(
 
     Parameters
     ----------
+    height, width : int
+        Image size in pixels.
     center : (float, float)
         Row, column of the centre.
     radii : (float, float)
