@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"seconds: {res.seconds:.2f}")
     if args.out:
         out = res.to_dict()
-        out["command"] = " ".join(["diffad"] + sys.argv[1:])
+        opts = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out")}
+        out["command"] = "diffad test " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in opts.items() if v is not None
+        )
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
         print(f"wrote {args.out}")
