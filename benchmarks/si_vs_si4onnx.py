@@ -90,6 +90,24 @@ def machine_info(threads: int) -> dict:
         "numpy": np.__version__,
         "torch_threads": threads,
         "loadavg_start": list(os.getloadavg()),
+        "git": git_state(),
+    }
+
+
+def git_state() -> dict:
+    """Commit of the checkout and whether the engine files differ from it (shared tree)."""
+
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *cmd], cwd=HERE, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "commit": run("rev-parse", "--short", "HEAD"),
+        "engine_files_modified": run("status", "--porcelain", "--", "../src/diffad/inference"),
     }
 
 
@@ -123,24 +141,23 @@ def draw_pairs(size: int, n: int, seed: int, delta: float, loc, lam: float) -> t
     return out, skipped
 
 
-def run_diffad(loc, x, ref, rec_seed: int, lam: float) -> dict:
-    """diffad's three modes on one pair; each timed from a fresh SelectiveTest (the tracer
-    set-up for this noise realisation is part of the cost of a p-value)."""
+def run_diffad(loc, x, ref, rec_seed: int, lam: float, modes: list) -> dict:
+    """diffad's modes on one pair; each timed from a fresh SelectiveTest (the tracer set-up
+    for this noise realisation is part of the cost of a p-value)."""
     runs = {}
-    configs = [
-        ("default", {}),
-        ("precision", {"termination": "precision", "precision": 1e-3}),
-        ("exact", None),  # z_max depends on |z|, filled in below
-    ]
-    z_obs = None
-    for name, kw in configs:
-        if kw is None:
-            kw = {"termination": "exhaustive", "z_max": 10.0 + abs(z_obs)}
+    # z_obs (for the range of the exact mode) from the cheap naive test, not timed
+    z_obs = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu").test(x, ref, "naive").z
+    configs = {
+        "default": {},
+        "precision": {"termination": "precision", "precision": 1e-3},
+        "exact": {"termination": "exhaustive", "z_max": 10.0 + abs(z_obs)},
+    }
+    for name in modes:
+        kw = configs[name]
         t0 = time.perf_counter()
         st = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu", **kw)
         res = st.test(x, ref, method="parametric")
         seconds = time.perf_counter() - t0
-        z_obs = res.z if z_obs is None else z_obs
         runs[name] = {
             "p_value": res.p_value,
             "p_value_bounds": None if res.p_value_bounds is None else list(res.p_value_bounds),
@@ -212,6 +229,11 @@ def main() -> int:
         default="default,exhaustive",
         help="comma-separated subset of default,exhaustive,oc",
     )
+    parser.add_argument(
+        "--diffad-modes",
+        default="default,precision,exact",
+        help="comma-separated subset of default,precision,exact",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both engines")
     parser.add_argument("--venv", default=None, help="si4onnx venv (default ~/.cache/diffad/…)")
     args = parser.parse_args()
@@ -219,6 +241,10 @@ def main() -> int:
     bad = [m for m in modes if m not in SI4ONNX_MODES]
     if bad:
         raise ValueError(f"unknown si4onnx modes {bad}; choose from {sorted(SI4ONNX_MODES)}")
+    dmodes = [m.strip() for m in args.diffad_modes.split(",") if m.strip()]
+    bad = [m for m in dmodes if m not in ("default", "precision", "exact")]
+    if bad or not dmodes:
+        raise ValueError(f"unknown diffad modes {bad}; choose from default, precision, exact")
     torch.set_num_threads(args.threads)
     info = machine_info(args.threads)
     command = " ".join([Path(sys.executable).name, *sys.argv])
@@ -253,16 +279,14 @@ def main() -> int:
         # its venv (start-up not timed: each engine times its own p-value computation).
         si_versions, si_wall = None, 0.0
         for i, (x, ref, rec_seed) in enumerate(pairs):
-            runs = run_diffad(loc, x, ref, rec_seed, args.lam)
+            runs = run_diffad(loc, x, ref, rec_seed, args.lam, dmodes)
             per_image.append({"image": i, "recon_seed": rec_seed, "diffad": runs})
-            d = runs["default"]
-            print(
-                f"diffad image {i}: |M|={d['region_size']} z={d['z']:.4f} "
-                f"p_default={d['p_value']:.6g} ({d['seconds']:.2f}s) "
-                f"p_exact={runs['exact']['p_value']:.6g} ({runs['exact']['seconds']:.2f}s, "
-                f"{runs['exact']['n_pieces']} pieces)",
-                flush=True,
-            )
+            for m, d in runs.items():
+                print(
+                    f"diffad image {i} {m}: |M|={d['region_size']} z={d['z']:.4f} "
+                    f"p={d['p_value']:.10g} pieces={d['n_pieces']} {d['seconds']:.1f}s",
+                    flush=True,
+                )
             job = {
                 "lam": args.lam,
                 "var": 1.0,
@@ -306,10 +330,10 @@ def main() -> int:
 
     p_diffad, p_si, diffs, z_diffs, same_region = [], [], [], [], []
     for e in per_image:
-        d = e["diffad"]["exact"]
+        d = e["diffad"].get("exact")
         s = si_run(e, "exhaustive")
         comp = {}
-        if s is not None:
+        if s is not None and d is not None:
             rng_lo, rng_hi = -10.0 - abs(s["z"]), 10.0 + abs(s["z"])
             comp = {
                 "p_diffad_exact": d["p_value"],
@@ -335,12 +359,15 @@ def main() -> int:
             same_region.append(comp["same_region"])
         sd = si_run(e, "default")
         if sd is not None:
+            dd = e["diffad"]
             comp["default_modes"] = {
-                "p_diffad_default": e["diffad"]["default"]["p_value"],
-                "p_diffad_precision": e["diffad"]["precision"]["p_value"],
+                "p_diffad_default": dd["default"]["p_value"] if "default" in dd else None,
+                "p_diffad_precision": dd["precision"]["p_value"] if "precision" in dd else None,
                 "p_si4onnx_default": sd["p_value"],
                 "si4onnx_bounds": [sd["inf_p"], sd["sup_p"]],
-                "diffad_precision_bounds": e["diffad"]["precision"]["p_value_bounds"],
+                "diffad_precision_bounds": (
+                    dd["precision"]["p_value_bounds"] if "precision" in dd else None
+                ),
             }
         e["comparison"] = comp
 
@@ -348,7 +375,8 @@ def main() -> int:
         out = []
         for e in per_image:
             if engine == "diffad":
-                out.append(e["diffad"][mode]["seconds"])
+                r = e["diffad"].get(mode)
+                out.append(r["seconds"] if r else None)
             else:
                 r = si_run(e, mode)
                 out.append(r["seconds"] if r else None)
@@ -358,6 +386,7 @@ def main() -> int:
         return a / b if a is not None and b else None
 
     med = {("diffad", m): median(secs("diffad", m)) for m in ("default", "precision", "exact")}
+    med = {k: v for k, v in med.items() if v is not None}
     for m in modes:
         med[("si4onnx", m)] = median(secs("si4onnx", m))
     out = {
@@ -372,18 +401,18 @@ def main() -> int:
         "max_abs_diff": max(diffs) if diffs else None,
         "max_z_abs_diff": max(z_diffs) if z_diffs else None,
         "all_regions_equal": all(same_region) if same_region else None,
-        "median_seconds_diffad": med[("diffad", "default")],
+        "median_seconds_diffad": med.get(("diffad", "default")),
         "median_seconds_si4onnx": med.get(("si4onnx", "default")),
-        "speed_ratio": ratio(med.get(("si4onnx", "default")), med[("diffad", "default")]),
+        "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "default"))),
         "exact": {
-            "median_seconds_diffad": med[("diffad", "exact")],
+            "median_seconds_diffad": med.get(("diffad", "exact")),
             "median_seconds_si4onnx": med.get(("si4onnx", "exhaustive")),
-            "speed_ratio": ratio(med.get(("si4onnx", "exhaustive")), med[("diffad", "exact")]),
+            "speed_ratio": ratio(med.get(("si4onnx", "exhaustive")), med.get(("diffad", "exact"))),
         },
         "precision_1e-3": {
-            "median_seconds_diffad": med[("diffad", "precision")],
+            "median_seconds_diffad": med.get(("diffad", "precision")),
             "median_seconds_si4onnx": med.get(("si4onnx", "default")),
-            "speed_ratio": ratio(med.get(("si4onnx", "default")), med[("diffad", "precision")]),
+            "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "precision"))),
         },
         "seconds": {
             f"{eng}_{m}": secs(eng, m)
