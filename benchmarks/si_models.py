@@ -30,13 +30,14 @@ def cache_dir() -> Path:
     return Path(root) / "si"
 
 
-def model_path(size: int, train_steps: int, seed: int) -> Path:
-    """Checkpoint folder of one (size, training budget, seed)."""
-    return cache_dir() / f"ddpm_d{size}_steps{train_steps}_seed{seed}"
+def model_path(size: int, train_steps: int, seed: int, batch_size: int = 32) -> Path:
+    """Checkpoint folder of one (size, training budget, seed, batch size)."""
+    tag = "" if batch_size == 32 else f"_bs{batch_size}"
+    return cache_dir() / f"ddpm_d{size}_steps{train_steps}{tag}_seed{seed}"
 
 
 def get_localizer(
-    size: int, train_steps: int = 3000, seed: int = 0, verbose: bool = True
+    size: int, train_steps: int = 3000, seed: int = 0, verbose: bool = True, batch_size: int = 32
 ) -> DDPMLocalizer:
     """The cached localizer for ``size``, training it first when missing.
 
@@ -50,8 +51,10 @@ def get_localizer(
         Seed of the training images and of the training run.
     verbose : bool
         Progress bar while training.
+    batch_size : int
+        Training mini-batch (smaller only to afford large D on a busy CPU).
     """
-    path = model_path(size, train_steps, seed)
+    path = model_path(size, train_steps, seed, batch_size)
     if (path / "config.json").is_file():
         return DDPMLocalizer.load(path, device="cpu")
     rng = np.random.default_rng(seed)
@@ -61,7 +64,7 @@ def get_localizer(
         n_steps=N_STEPS,
         eta=1.0,
         train_steps=train_steps,
-        batch_size=32,
+        batch_size=batch_size,
         random_state=seed,
         device="cpu",
         verbose=verbose,
@@ -76,12 +79,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs="+", default=[8])
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
     for size in args.size:
-        loc = get_localizer(size, args.train_steps, args.seed)
+        loc = get_localizer(size, args.train_steps, args.seed, batch_size=args.batch_size)
         tail = float(np.mean(loc.loss_history_[-200:]))
-        print(f"D={size}: {model_path(size, args.train_steps, args.seed)} final loss {tail:.4f}")
+        path = model_path(size, args.train_steps, args.seed, args.batch_size)
+        print(f"D={size}: {path} final loss {tail:.4f}")
 
 
 if __name__ == "__main__":

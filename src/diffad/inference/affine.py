@@ -233,3 +233,14 @@ def conv_pair_dense(
     out = (matrix @ flat).reshape(-1, h, w, b2).permute(0, 3, 1, 2).contiguous()
     out[:, :n] += const
     return out
+
+
+def conv_pair_torch(
+    state: torch.Tensor, weight: torch.Tensor, kernel: int, n: int, const: torch.Tensor
+) -> torch.Tensor:
+    """Reference path: PyTorch's own float64 ``conv2d`` (for speed ablations and checks)."""
+    c_in = state.shape[0]
+    kern = weight.reshape(weight.shape[0], c_in, kernel, kernel)
+    out = F.conv2d(state.transpose(0, 1), kern, padding=kernel // 2).transpose(0, 1).contiguous()
+    out[:, :n] += const
+    return out

@@ -29,6 +29,7 @@ from diffad.inference.affine import (
     conv_pair,
     conv_pair_dense,
     conv_pair_shift,
+    conv_pair_torch,
     dense_matrix,
     fold_conv_bn,
     max_pool_pair,
@@ -195,6 +196,9 @@ class ReconstructionTracer:
         Where to compute (default: the model's device).
     memory_mb : float
         Rough cap on the largest intermediate per chunk of points.
+    conv_impl : {"gemm", "torch"}
+        ``"gemm"``: convolutions as large float64 GEMMs (fast); ``"torch"``: PyTorch's
+        float64 ``conv2d`` (the straightforward reference, for speed comparisons).
     """
 
     def __init__(
@@ -207,8 +211,12 @@ class ReconstructionTracer:
         filter_size: int = 3,
         device: torch.device | str | None = None,
         memory_mb: float = 256.0,
+        conv_impl: str = "gemm",
     ) -> None:
         check_traceable(model)
+        if conv_impl not in ("gemm", "torch"):
+            raise ValueError(f"conv_impl must be 'gemm' or 'torch', got {conv_impl!r}")
+        self.conv_impl = conv_impl
         if filter_size < 1 or filter_size % 2 == 0:
             raise ValueError(f"filter_size must be a positive odd integer, got {filter_size}")
         steps = [int(t) for t in timesteps]
@@ -289,13 +297,18 @@ class ReconstructionTracer:
         h, w = hw
         # Pick the cheapest exact evaluation of this conv (see diffad.inference.affine).
         if h * w < k * k:
-            return ("dense", dense_matrix(weight, c_in, k, hw), const, k, c_in)
+            return ("dense", dense_matrix(weight, c_in, k, hw), const, k, c_in, weight)
         if c_out < c_in:
-            return ("shift", shift_weight(weight, c_in, k), const, k, c_in)
-        return ("im2col", weight, const, k, c_in)
+            return ("shift", shift_weight(weight, c_in, k), const, k, c_in, weight)
+        return ("im2col", weight, const, k, c_in, weight)
 
     def _block(self, state, blk, n, lo, hi, patterns):
-        kind, weight, const, k, _ = blk
+        kind, weight, const, k = blk[:4]
+        if self.conv_impl == "torch":
+            return relu_pair(
+                conv_pair_torch(state, blk[5], k, n, const),
+                n, lo, hi, self.negative_slope, patterns,
+            )  # fmt: skip
         if kind == "dense":
             state = conv_pair_dense(state, weight, n, const)
         elif kind == "shift":

@@ -1,0 +1,154 @@
+"""Seconds per DAL-Test p-value and milliseconds per traced piece, with a tracer ablation.
+
+For ``--images`` null test images of size D (X, X′ i.i.d. N(0, 1), regions non-empty) and the
+cached synthetic-setting model (``si_models.py``), times the parametric p-value with the
+``precision`` stop (1e-3, si4onnx's default) and, with ``--exhaustive``, the full search over
+[−10, 10]. Wall and CPU seconds are both recorded: on a shared machine wall time depends on
+the load, CPU time much less. ``--ablation`` traces the same 32 points near z_obs with
+(i) PyTorch's float64 conv2d one point at a time (a straightforward tracer), (ii) the GEMM
+tracer one point at a time and (iii) the GEMM tracer 16 points per pass.
+
+Example: ``python benchmarks/si_speed.py --size 8 --images 5 --ablation
+--out benchmarks/results/si_speed_d8.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from si_models import get_localizer  # noqa: E402
+
+from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise  # noqa: E402
+from diffad.inference.selective import SelectiveTest  # noqa: E402
+from diffad.inference.trace import ReconstructionTracer  # noqa: E402
+
+
+def null_pairs(tester: SelectiveTest, size: int, count: int, seed: int) -> list:
+    """The first ``count`` null pairs with a non-empty selected region."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    while len(pairs) < count:
+        x, r = rng.standard_normal((size, size)), rng.standard_normal((size, size))
+        if tester.test(x, r, "naive").selected:
+            pairs.append((x, r))
+    return pairs
+
+
+def timed(fn):
+    """(result, wall seconds, CPU seconds) of ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def ablation(loc, x, r, tester, points: int = 32) -> dict:
+    """ms per traced point of three tracer configurations on the same points."""
+    res = tester.test(x, r, "oc")
+    m = res.region.reshape(-1)
+    k = int(m.sum())
+    sd = np.sqrt(2.0 * k) / k
+    b = m / (k * sd)
+    a = x.reshape(-1) - res.z * b
+    zs = res.z + np.linspace(-0.5, 0.5, points)
+    steps = ddim_timesteps(loc.t_start, loc.n_steps)
+    noises = draw_reconstruction_noise((1, 1, *x.shape), steps, 0)
+    out = {}
+    for name, impl, batch in (
+        ("torch_conv2d_batch1", "torch", 1),
+        ("gemm_batch1", "gemm", 1),
+        ("gemm_batch16", "gemm", 16),
+    ):
+        tr = ReconstructionTracer(loc.model_, loc.schedule_, steps, noises, conv_impl=impl)
+        tr.evaluate(a, b, zs[:batch])  # warm-up
+        walls, cpus = [], []
+        for _ in range(3):
+            _, w, c = timed(
+                lambda tr=tr, batch=batch: [
+                    tr.evaluate(a, b, zs[i : i + batch]) for i in range(0, points, batch)
+                ]
+            )
+            walls.append(w)
+            cpus.append(c)
+        out[name] = {
+            "ms_per_point_wall_median": 1000 * float(np.median(walls)) / points,
+            "ms_per_point_cpu_median": 1000 * float(np.median(cpus)) / points,
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--images", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--train-batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--exhaustive", action="store_true")
+    parser.add_argument("--ablation", action="store_true")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    loc = get_localizer(args.size, args.train_steps, 0, batch_size=args.train_batch_size)
+    modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
+    if args.exhaustive:
+        modes["exhaustive_zmax10"] = {"termination": "exhaustive", "z_max": 10.0}
+    base = SelectiveTest(loc, 1.0, device="cpu")
+    pairs = null_pairs(base, args.size, args.images, args.seed)
+    doc = {"size": args.size, "images": len(pairs), "modes": {}}
+    for name, kw in modes.items():
+        tester = SelectiveTest(loc, 1.0, device="cpu", batch_size=args.batch_size, **kw)
+        rows = []
+        for x, r in pairs:
+            res, wall, cpu = timed(lambda x=x, r=r, t=tester: t.test(x, r))
+            rows.append(
+                {
+                    "p_value": res.p_value,
+                    "p_bounds": list(res.p_value_bounds),
+                    "z": res.z,
+                    "region_size": res.region_size,
+                    "pieces": res.n_pieces,
+                    "wall_seconds": wall,
+                    "cpu_seconds": cpu,
+                }
+            )
+            print(name, rows[-1], flush=True)
+        doc["modes"][name] = {
+            "median_wall_seconds": float(np.median([r["wall_seconds"] for r in rows])),
+            "median_cpu_seconds": float(np.median([r["cpu_seconds"] for r in rows])),
+            "mean_pieces": float(np.mean([r["pieces"] for r in rows])),
+            "ms_per_piece_cpu": 1000
+            * float(np.sum([r["cpu_seconds"] for r in rows]))
+            / float(np.sum([r["pieces"] for r in rows])),
+            "rows": rows,
+        }
+    if args.ablation:
+        doc["ablation_ms_per_point"] = ablation(loc, *pairs[0], base)
+        print(doc["ablation_ms_per_point"], flush=True)
+    doc["command"] = " ".join([Path(sys.executable).name] + sys.argv)
+    doc["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=1))
+    print(json.dumps({k: v for k, v in doc.items() if k != "modes"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
