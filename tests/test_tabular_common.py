@@ -205,3 +205,12 @@ def test_sklearn_clone_keeps_parameters(cls):
     det = make(cls, contamination=0.2)
     copy = clone(det)
     assert copy.get_params() == det.get_params() and not hasattr(copy, "decision_scores_")
+
+
+def test_progress_bar_only_when_verbose(toy, capsys):
+    X, _ = toy
+    DTECategorical(hidden_sizes=(8,), max_steps=12, epochs=2, verbose=True).fit(X)
+    err = capsys.readouterr().err
+    assert "DTECategorical" in err and "loss=" in err
+    DTECategorical(hidden_sizes=(8,), max_steps=12, epochs=2, verbose=False).fit(X)
+    assert capsys.readouterr().err == ""
