@@ -176,3 +176,21 @@ def test_many_matches_single_and_parallel(localizer, pair):
     assert par == pytest.approx(single, rel=1e-12)
     with pytest.raises(ValueError, match="references shape"):
         st.test_many(imgs, imgs[:2])
+
+
+@pytest.mark.slow
+def test_null_validity_smoke(localizer):
+    """100 seeded null pairs: parametric p-values uniform, rejection near alpha (opt-in)."""
+    from scipy.stats import kstest
+
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", termination="precision")
+    rng = np.random.default_rng(123)
+    ps, naive = [], []
+    for _ in range(100):
+        res = st.test(rng.standard_normal((D, D)), rng.standard_normal((D, D)))
+        if res.selected:
+            ps.append(res.p_value)
+            naive.append(res.naive_p_value)
+    assert len(ps) >= 50
+    assert kstest(ps, "uniform").pvalue > 1e-3
+    assert np.mean(np.array(ps) <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(ps))
