@@ -256,6 +256,135 @@ def main() -> int:
     print(f"D={args.size}: {len(pairs)} pairs with a region ({skipped} empty skipped)", flush=True)
 
     per_image = []
+
+    def write_summary() -> dict:
+        """Compare what has been computed so far and write --out (after every image)."""
+
+        # ------------------------------------------------------------------ comparison
+        def si_run(e: dict, mode: str) -> dict | None:
+            r = e.get("si4onnx", {}).get(mode)
+            return r if r and "p_value" in r else None
+
+        p_diffad, p_si, diffs, z_diffs, same_region = [], [], [], [], []
+        for e in per_image:
+            d = e["diffad"].get("exact")
+            s = si_run(e, "exhaustive")
+            comp = {}
+            if s is not None and d is not None:
+                rng_lo, rng_hi = -10.0 - abs(s["z"]), 10.0 + abs(s["z"])
+                comp = {
+                    "p_diffad_exact": d["p_value"],
+                    "p_si4onnx_exhaustive": s["p_value"],
+                    "abs_diff": abs(d["p_value"] - s["p_value"]),
+                    "z_abs_diff": abs(d["z"] - s["z"]),
+                    "same_region": bool(np.array_equal(np.ravel(d["region"]), np.ravel(s["roi"]))),
+                    "intervals_z_within_range": {
+                        "range": [rng_lo, rng_hi],
+                        "diffad": clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
+                        "si4onnx": clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
+                    },
+                    "pieces": {"diffad": d["n_pieces"], "si4onnx": s["search_count"]},
+                    "intervals_symdiff_length": symdiff_measure(
+                        clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
+                        clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
+                    ),
+                }
+                p_diffad.append(d["p_value"])
+                p_si.append(s["p_value"])
+                diffs.append(comp["abs_diff"])
+                z_diffs.append(comp["z_abs_diff"])
+                same_region.append(comp["same_region"])
+            sd = si_run(e, "default")
+            if sd is not None:
+                dd = e["diffad"]
+                comp["default_modes"] = {
+                    "p_diffad_default": dd["default"]["p_value"] if "default" in dd else None,
+                    "p_diffad_precision": dd["precision"]["p_value"] if "precision" in dd else None,
+                    "p_si4onnx_default": sd["p_value"],
+                    "si4onnx_bounds": [sd["inf_p"], sd["sup_p"]],
+                    "diffad_precision_bounds": (
+                        dd["precision"]["p_value_bounds"] if "precision" in dd else None
+                    ),
+                }
+            e["comparison"] = comp
+
+        def secs(engine: str, mode: str) -> list:
+            out = []
+            for e in per_image:
+                if engine == "diffad":
+                    r = e["diffad"].get(mode)
+                    out.append(r["seconds"] if r else None)
+                else:
+                    r = si_run(e, mode)
+                    out.append(r["seconds"] if r else None)
+            return out
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return a / b if a is not None and b else None
+
+        med = {("diffad", m): median(secs("diffad", m)) for m in ("default", "precision", "exact")}
+        med = {k: v for k, v in med.items() if v is not None}
+        for m in modes:
+            med[("si4onnx", m)] = median(secs("si4onnx", m))
+        out = {
+            "size": args.size,
+            "images": len(pairs),
+            "images_done": len(per_image),
+            "skipped_empty_region": skipped,
+            "delta": args.delta,
+            "lam": args.lam,
+            "p_diffad": p_diffad,
+            "p_si4onnx": p_si,
+            "compared": len(p_si),
+            "max_abs_diff": max(diffs) if diffs else None,
+            "max_z_abs_diff": max(z_diffs) if z_diffs else None,
+            "all_regions_equal": all(same_region) if same_region else None,
+            "median_seconds_diffad": med.get(("diffad", "default")),
+            "median_seconds_si4onnx": med.get(("si4onnx", "default")),
+            "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "default"))),
+            "exact": {
+                "median_seconds_diffad": med.get(("diffad", "exact")),
+                "median_seconds_si4onnx": med.get(("si4onnx", "exhaustive")),
+                "speed_ratio": ratio(
+                    med.get(("si4onnx", "exhaustive")), med.get(("diffad", "exact"))
+                ),
+            },
+            "precision_1e-3": {
+                "median_seconds_diffad": med.get(("diffad", "precision")),
+                "median_seconds_si4onnx": med.get(("si4onnx", "default")),
+                "speed_ratio": ratio(
+                    med.get(("si4onnx", "default")), med.get(("diffad", "precision"))
+                ),
+            },
+            "seconds": {
+                f"{eng}_{m}": secs(eng, m)
+                for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
+                + [("si4onnx", m) for m in modes]
+            },
+            "modes": {
+                "si4onnx_default": "inference_mode='parametric', search 'pi3', step 1e-6, "
+                "termination 'precision' 1e-3 (sicore 3.0.0 defaults), memoization=True",
+                "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
+                "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
+                "diffad_default": "SelectiveTest defaults (termination='exhaustive', "
+                "z_max=10 widened to |z|+5, batch_size=16)",
+                "diffad_precision": "termination='precision', precision=1e-3",
+                "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
+                "p_value": "two-sided: p = 2 min(F, 1-F), F = P(Z <= z | Z in truncation set), "
+                "in both engines",
+                "onnx_graph": "float64, constants baked in, nodes re-ordered so that si4onnx "
+                "memoisation is valid (see onnx_export._nest_intervals_order)",
+            },
+            "per_image": per_image,
+            "si4onnx_wall_seconds": si_wall,
+            "si4onnx_versions": si_versions,
+            "command": command,
+            "machine": info | {"loadavg_end": list(os.getloadavg())},
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        return out
+
     with tempfile.TemporaryDirectory(prefix="diffad_si4onnx_") as tmp:
         tmpd = Path(tmp)
         specs = []
@@ -322,125 +451,9 @@ def main() -> int:
                     "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),
                     "max_abs_diff_vs_localizer_float32": float(np.abs(onnx_rec - ref32).max()),
                 }
+            write_summary()  # partial results survive a time limit
 
-    # ------------------------------------------------------------------ comparison
-    def si_run(e: dict, mode: str) -> dict | None:
-        r = e.get("si4onnx", {}).get(mode)
-        return r if r and "p_value" in r else None
-
-    p_diffad, p_si, diffs, z_diffs, same_region = [], [], [], [], []
-    for e in per_image:
-        d = e["diffad"].get("exact")
-        s = si_run(e, "exhaustive")
-        comp = {}
-        if s is not None and d is not None:
-            rng_lo, rng_hi = -10.0 - abs(s["z"]), 10.0 + abs(s["z"])
-            comp = {
-                "p_diffad_exact": d["p_value"],
-                "p_si4onnx_exhaustive": s["p_value"],
-                "abs_diff": abs(d["p_value"] - s["p_value"]),
-                "z_abs_diff": abs(d["z"] - s["z"]),
-                "same_region": bool(np.array_equal(np.ravel(d["region"]), np.ravel(s["roi"]))),
-                "intervals_z_within_range": {
-                    "range": [rng_lo, rng_hi],
-                    "diffad": clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
-                    "si4onnx": clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
-                },
-                "pieces": {"diffad": d["n_pieces"], "si4onnx": s["search_count"]},
-                "intervals_symdiff_length": symdiff_measure(
-                    clip_intervals(merge_touching(d["intervals_z"]), rng_lo, rng_hi),
-                    clip_intervals(s["truncated_intervals_z"], rng_lo, rng_hi),
-                ),
-            }
-            p_diffad.append(d["p_value"])
-            p_si.append(s["p_value"])
-            diffs.append(comp["abs_diff"])
-            z_diffs.append(comp["z_abs_diff"])
-            same_region.append(comp["same_region"])
-        sd = si_run(e, "default")
-        if sd is not None:
-            dd = e["diffad"]
-            comp["default_modes"] = {
-                "p_diffad_default": dd["default"]["p_value"] if "default" in dd else None,
-                "p_diffad_precision": dd["precision"]["p_value"] if "precision" in dd else None,
-                "p_si4onnx_default": sd["p_value"],
-                "si4onnx_bounds": [sd["inf_p"], sd["sup_p"]],
-                "diffad_precision_bounds": (
-                    dd["precision"]["p_value_bounds"] if "precision" in dd else None
-                ),
-            }
-        e["comparison"] = comp
-
-    def secs(engine: str, mode: str) -> list:
-        out = []
-        for e in per_image:
-            if engine == "diffad":
-                r = e["diffad"].get(mode)
-                out.append(r["seconds"] if r else None)
-            else:
-                r = si_run(e, mode)
-                out.append(r["seconds"] if r else None)
-        return out
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
-
-    med = {("diffad", m): median(secs("diffad", m)) for m in ("default", "precision", "exact")}
-    med = {k: v for k, v in med.items() if v is not None}
-    for m in modes:
-        med[("si4onnx", m)] = median(secs("si4onnx", m))
-    out = {
-        "size": args.size,
-        "images": len(pairs),
-        "skipped_empty_region": skipped,
-        "delta": args.delta,
-        "lam": args.lam,
-        "p_diffad": p_diffad,
-        "p_si4onnx": p_si,
-        "compared": len(p_si),
-        "max_abs_diff": max(diffs) if diffs else None,
-        "max_z_abs_diff": max(z_diffs) if z_diffs else None,
-        "all_regions_equal": all(same_region) if same_region else None,
-        "median_seconds_diffad": med.get(("diffad", "default")),
-        "median_seconds_si4onnx": med.get(("si4onnx", "default")),
-        "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "default"))),
-        "exact": {
-            "median_seconds_diffad": med.get(("diffad", "exact")),
-            "median_seconds_si4onnx": med.get(("si4onnx", "exhaustive")),
-            "speed_ratio": ratio(med.get(("si4onnx", "exhaustive")), med.get(("diffad", "exact"))),
-        },
-        "precision_1e-3": {
-            "median_seconds_diffad": med.get(("diffad", "precision")),
-            "median_seconds_si4onnx": med.get(("si4onnx", "default")),
-            "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "precision"))),
-        },
-        "seconds": {
-            f"{eng}_{m}": secs(eng, m)
-            for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
-            + [("si4onnx", m) for m in modes]
-        },
-        "modes": {
-            "si4onnx_default": "inference_mode='parametric', search 'pi3', step 1e-6, "
-            "termination 'precision' 1e-3 (sicore 3.0.0 defaults), memoization=True",
-            "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
-            "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
-            "diffad_default": "SelectiveTest defaults (termination='exhaustive', "
-            "z_max=10 widened to |z|+5, batch_size=16)",
-            "diffad_precision": "termination='precision', precision=1e-3",
-            "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
-            "p_value": "two-sided: p = 2 min(F, 1-F), F = P(Z <= z | Z in truncation set), "
-            "in both engines",
-            "onnx_graph": "float64, constants baked in, nodes re-ordered so that si4onnx "
-            "memoisation is valid (see onnx_export._nest_intervals_order)",
-        },
-        "per_image": per_image,
-        "si4onnx_wall_seconds": si_wall,
-        "si4onnx_versions": si_versions,
-        "command": command,
-        "machine": info | {"loadavg_end": list(os.getloadavg())},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    out = write_summary()
     print(
         json.dumps(
             {
