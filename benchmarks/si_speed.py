@@ -87,6 +87,46 @@ def ablation(loc, x, r, tester, points: int = 32) -> dict:
     return out
 
 
+def walk(tester: SelectiveTest, x, r, pieces: int, batch: int = 4) -> dict:
+    """Trace ``pieces`` consecutive pieces right of z_obs (as the search does, with the
+    prefix cache): measured CPU ms per piece and mean piece width. For sizes where a full
+    p-value does not fit the time budget; the width only gives a rough piece density."""
+    from diffad.inference.trace import PrefixCache
+
+    res = tester.test(x, r, "oc")
+    m = res.region.reshape(-1)
+    k = int(m.sum())
+    sd = np.sqrt(2.0 * k) / k
+    b = m / (k * sd)
+    a = x.reshape(-1) - res.z * b
+    tracer = tester._tracer((1, *x.shape))
+    cache, z, found, evals = PrefixCache(), res.z, set(), 0
+    c0, w0 = time.process_time(), time.perf_counter()
+    while len(found) < pieces:
+        widths = [hi - lo for lo, hi in found]
+        delta = float(np.median(widths)) if widths else 1e-3
+        tr = tracer.evaluate(a, b, z + delta * np.arange(batch), cache=cache)
+        evals += batch
+        found |= set(zip(tr.lo.round(12).tolist(), tr.hi.round(12).tolist(), strict=True))
+        moved = True
+        while moved:  # advance over the contiguous pieces found so far
+            moved = False
+            for lo, hi in found:
+                if lo <= z + 1e-9 < hi:
+                    z, moved = hi + 1e-9 * max(1.0, abs(hi)), True
+    widths = [hi - lo for lo, hi in found]
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    return {
+        "region_size": k,
+        "z": res.z,
+        "evaluations": evals,
+        "pieces": len(found),
+        "cpu_ms_per_evaluation": 1000 * cpu / evals,
+        "wall_ms_per_evaluation": 1000 * wall / evals,
+        "median_piece_width": float(np.median(widths)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8)
@@ -97,16 +137,27 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--exhaustive", action="store_true")
     parser.add_argument("--ablation", action="store_true")
+    parser.add_argument(
+        "--model-size", type=int, default=None, help="train size of the model (default D)"
+    )
+    parser.add_argument(
+        "--walk", type=int, default=0, help="only trace this many pieces per image (large D)"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    loc = get_localizer(args.size, args.train_steps, 0, batch_size=args.train_batch_size)
+    msize = args.model_size or args.size
+    loc = get_localizer(msize, args.train_steps, 0, batch_size=args.train_batch_size)
     modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
     if args.exhaustive:
         modes["exhaustive_zmax10"] = {"termination": "exhaustive", "z_max": 10.0}
     base = SelectiveTest(loc, 1.0, device="cpu")
     pairs = null_pairs(base, args.size, args.images, args.seed)
-    doc = {"size": args.size, "images": len(pairs), "modes": {}}
+    doc = {"size": args.size, "model_train_size": msize, "images": len(pairs), "modes": {}}
+    if args.walk:
+        modes = {}
+        doc["walk"] = [walk(base, x, r, args.walk) for x, r in pairs]
+        print(doc["walk"], flush=True)
     for name, kw in modes.items():
         tester = SelectiveTest(loc, 1.0, device="cpu", batch_size=args.batch_size, **kw)
         rows = []
