@@ -78,3 +78,18 @@ def test_bad_parameters(bad):
         DTECategorical(verbose=False, max_steps=1, **bad).fit(
             np.random.default_rng(0).normal(size=(20, 3))
         )
+
+
+def test_double_softmax_option_trains_on_probabilities(monkeypatch):
+    det = DTECategorical(double_softmax=True)
+    net = det._build_network(3).eval()
+    seen = {}
+
+    def fake_ce(inputs, target):
+        seen["inputs"] = inputs
+        return inputs.sum() * 0
+
+    monkeypatch.setattr("diffad.tabular.dte_c.F.cross_entropy", fake_ce)
+    det._loss(net, torch.zeros(50, 3), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(seen["inputs"].sum(dim=1), torch.ones(50))
+    assert torch.all(seen["inputs"] >= 0)
