@@ -33,6 +33,14 @@ CONFIGS = {
     "cap3000_b64": {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": 3000},
     "cap2000_b256": {"epochs": 400, "batch_size": 256, "lr": 4e-4, "max_steps": 2000},
     "default": {},  # the class defaults (currently identical to cap3000_b64)
+    # DTE-C only: the published schedule with the published code's double softmax.
+    "paper_double_softmax": {
+        "epochs": 400,
+        "batch_size": 64,
+        "lr": 1e-4,
+        "max_steps": None,
+        "double_softmax": True,
+    },
 }
 DATASETS = ["42_WBC", "6_cardio", "20_letter", "12_fault", "41_Waveform"]
 
