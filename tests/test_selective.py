@@ -59,10 +59,10 @@ def _oracle_membership(loc, x, region, z_obs, grid):
 
 
 def test_parametric_matches_dense_grid_oracle(localizer, pair):
-    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=6.0)
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0)
     res = st.test(*pair, method="parametric")
     assert res.region_size > 0 and res.message == ""
-    grid = np.linspace(-6.0, 6.0, 12001)
+    grid = np.linspace(-5.0, 5.0, 10001)
     inside = _oracle_membership(localizer, pair[0], res.region, res.z, grid)
     ivs = res.intervals
     found = ((grid[:, None] >= ivs[:, 0]) & (grid[:, None] <= ivs[:, 1])).any(axis=1)
@@ -80,8 +80,8 @@ def test_parametric_matches_dense_grid_oracle(localizer, pair):
 
 
 def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
-    seq = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=1, z_max=4.0).test(*pair)
-    bat = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=32, z_max=4.0).test(*pair)
+    seq = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=1, z_max=3.0).test(*pair)
+    bat = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=32, z_max=3.0).test(*pair)
     assert bat.p_value == pytest.approx(seq.p_value, rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(bat.intervals, seq.intervals, atol=1e-8)
     oc = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu").test(*pair, method="oc")
