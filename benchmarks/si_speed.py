@@ -175,6 +175,9 @@ def main() -> None:
                 }
             )
             print(name, rows[-1], flush=True)
+            doc["modes"][name] = {"rows": rows, "partial": True}
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(doc, indent=1))
         doc["modes"][name] = {
             "median_wall_seconds": float(np.median([r["wall_seconds"] for r in rows])),
             "median_cpu_seconds": float(np.median([r["cpu_seconds"] for r in rows])),
