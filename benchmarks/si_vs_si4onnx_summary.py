@@ -1,0 +1,90 @@
+"""Pool several ``si_vs_si4onnx.py`` result files (same D, disjoint image seeds) into one.
+
+Agreement is pooled over every image that has both diffad ``exact`` and si4onnx
+``exhaustive`` p-values; speed medians are pooled over every image that has the mode.
+
+Usage::
+
+    python benchmarks/si_vs_si4onnx_summary.py --out benchmarks/results/si_vs_si4onnx_d8_all.json \\
+        benchmarks/results/si_vs_si4onnx_d8*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def pooled(files: list[str]) -> dict:
+    """Pooled agreement and per-mode median seconds over the images of ``files``."""
+    rows, secs, sizes = [], {}, set()
+    for f in files:
+        data = json.loads(Path(f).read_text())
+        sizes.add(data["size"])
+        for e in data["per_image"]:
+            comp = e.get("comparison", {})
+            if "p_diffad_exact" in comp:
+                rows.append(
+                    {
+                        "file": f,
+                        "image": e["image"],
+                        "p_diffad": comp["p_diffad_exact"],
+                        "p_si4onnx": comp["p_si4onnx_exhaustive"],
+                        "abs_diff": comp["abs_diff"],
+                        "same_region": comp["same_region"],
+                        "intervals_symdiff_length": comp.get("intervals_symdiff_length"),
+                    }
+                )
+            for eng in ("diffad", "si4onnx"):
+                for mode, run in e.get(eng, {}).items():
+                    if isinstance(run, dict) and "seconds" in run and "p_value" in run:
+                        secs.setdefault(f"{eng}_{mode}", []).append(run["seconds"])
+    if len(sizes) > 1:
+        raise ValueError(f"files mix image sizes {sorted(sizes)}")
+    med = {k: float(np.median(v)) for k, v in secs.items()}
+    n = {k: len(v) for k, v in secs.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return med[a] / med[b] if a in med and b in med else None
+
+    return {
+        "size": sizes.pop() if sizes else None,
+        "files": files,
+        "compared": len(rows),
+        "p_diffad": [r["p_diffad"] for r in rows],
+        "p_si4onnx": [r["p_si4onnx"] for r in rows],
+        "max_abs_diff": max((r["abs_diff"] for r in rows), default=None),
+        "all_regions_equal": all(r["same_region"] for r in rows) if rows else None,
+        "max_intervals_symdiff_length": max(
+            (r["intervals_symdiff_length"] or 0.0 for r in rows), default=None
+        ),
+        "median_seconds": med,
+        "n_timed": n,
+        "speed_ratio_default": ratio("si4onnx_default", "diffad_default"),
+        "speed_ratio_exact": ratio("si4onnx_exhaustive", "diffad_exact"),
+        "speed_ratio_precision_1e-3": ratio("si4onnx_default", "diffad_precision"),
+        "note": "pooled medians mix runs made at different times on a shared machine; the "
+        "per-file speed ratios (same run, same images) are the like-for-like ones",
+        "rows": rows,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    out = pooled(args.files)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    show = ("compared", "max_abs_diff", "all_regions_equal", "median_seconds")
+    print(json.dumps({k: out[k] for k in show}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
