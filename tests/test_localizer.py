@@ -174,3 +174,19 @@ def test_max_train_t_restricts_training_steps():
     assert not np.array_equal(full.loss_history_, low.loss_history_)
     with pytest.raises(ValueError, match="max_train_t"):
         DDPMLocalizer(max_train_t=1000, **kw).fit(x)
+
+
+def test_n_samples_averages_seeded_reconstructions(fitted):
+    from diffad.image.localizer import SAMPLE_SEED_STRIDE
+
+    x = _images(2, seed=6)
+    mean2 = fitted.reconstruct(x, seed=3, n_samples=2)
+    ref = (
+        fitted.reconstruct(x, seed=3).astype(np.float64)
+        + fitted.reconstruct(x, seed=3 + SAMPLE_SEED_STRIDE)
+    ) / 2
+    np.testing.assert_allclose(mean2, ref, atol=1e-6)
+    m = fitted.anomaly_map(x, score="l1", seed=3, n_samples=2)
+    np.testing.assert_allclose(m, np.abs(x - mean2), atol=1e-6)
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.reconstruct(x, n_samples=0)

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimiser updates")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--t-start", type=int, default=250)
+    p.add_argument("--t-start", type=int, default=None, help="default: the preset's")
+    p.add_argument("--n-samples", type=int, default=None, help="reconstructions averaged per image")
     p.add_argument("--n-steps", type=int, default=5)
     p.add_argument(
         "--full-t-range",
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         lr=args.lr,
         t_start=args.t_start,
         n_steps=args.n_steps,
+        n_samples=args.n_samples,
         train_up_to_t_start=not args.full_t_range,
         seed=args.seed,
         verbose=not args.quiet,

@@ -39,8 +39,20 @@ METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean", "mean-diff-baseline")
 # Settings chosen by measurement on 2 CPU cores (see the README table); ``quick`` trades
 # quality for a run of a few minutes at 32×32.
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"channels": [16, 32, 64, 128], "train_steps": 1200, "batch_size": 32},
-    "quick": {"channels": [16, 32, 64], "train_steps": 1500, "batch_size": 32},
+    "full": {
+        "channels": [16, 32, 64, 128],
+        "train_steps": 1200,
+        "batch_size": 32,
+        "t_start": 250,
+        "n_samples": 1,
+    },
+    "quick": {
+        "channels": [16, 32, 64],
+        "train_steps": 1500,
+        "batch_size": 32,
+        "t_start": 150,
+        "n_samples": 4,
+    },
 }
 
 
@@ -91,7 +103,9 @@ def _maps(x: np.ndarray, rec: np.ndarray | None, method: str, mean_image: np.nda
     return anomaly_score(x, rec, method, **kwargs)
 
 
-def time_maps(loc: DDPMLocalizer, images: np.ndarray, repeats: int = 3) -> tuple[float, float]:
+def time_maps(
+    loc: DDPMLocalizer, images: np.ndarray, n_samples: int = 1, repeats: int = 3
+) -> tuple[float, float]:
     """Anomaly maps (SSIM-ens, reconstruction included) per second, median of ``repeats``.
 
     Returns
@@ -104,7 +118,7 @@ def time_maps(loc: DDPMLocalizer, images: np.ndarray, repeats: int = 3) -> tuple
     wall, cpu = [], []
     for r in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
-        loc.anomaly_map(images, score="ssim-ens", seed=r)
+        loc.anomaly_map(images, score="ssim-ens", seed=r, n_samples=n_samples)
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
     return len(images) / statistics.median(wall), len(images) / statistics.median(cpu)
@@ -117,8 +131,9 @@ def run_brain_benchmark(
     train_steps: int | None = None,
     batch_size: int | None = None,
     lr: float = 2e-3,
-    t_start: int = 250,
+    t_start: int | None = None,
     n_steps: int = 5,
+    n_samples: int | None = None,
     train_up_to_t_start: bool = True,
     erosion: int | None = None,
     seed: int = 0,
@@ -137,7 +152,9 @@ def run_brain_benchmark(
     lr : float
         Adam learning rate (cosine-decayed).
     t_start, n_steps : int
-        Reconstruction noise level and DDIM calls.
+        Reconstruction noise level (default: the preset's) and DDIM calls.
+    n_samples : int, optional
+        Reconstructions averaged per image (default: the preset's).
     train_up_to_t_start : bool
         Train only on steps 0..t_start (``max_train_t``), the ones localisation uses.
     erosion : int, optional
@@ -162,6 +179,8 @@ def run_brain_benchmark(
         "train_steps": train_steps or preset["train_steps"],
         "batch_size": batch_size or preset["batch_size"],
     }
+    t_start = preset["t_start"] if t_start is None else t_start
+    n_samples = preset["n_samples"] if n_samples is None else n_samples
     erosion = (1 if size <= 32 else 2) if erosion is None else erosion
     data = load_brain_split(size, seed)
     cpu_start = time.process_time()
@@ -181,7 +200,10 @@ def run_brain_benchmark(
     # CPU seconds of all threads: unlike wall time, not inflated by other jobs on a shared host.
     train_cpu_seconds = time.process_time() - cpu_start
 
-    recs = {k: loc.reconstruct(data[k], seed=seed) for k in ("val", "test", "test_healthy")}
+    recs = {
+        k: loc.reconstruct(data[k], seed=seed, n_samples=n_samples)
+        for k in ("val", "test", "test_healthy")
+    }
     mean_image = data["train"].mean(axis=0)
     scores = {}
     for method in METHODS:
@@ -222,7 +244,7 @@ def run_brain_benchmark(
         "other_seed_max_abs_diff": float(np.abs(a - loc.anomaly_map(probe, seed=seed + 1)).max()),
     }
     timing_batch = data["test"][: min(32, len(data["test"]))]
-    maps_per_second, maps_per_cpu_second = time_maps(loc, timing_batch)
+    maps_per_second, maps_per_cpu_second = time_maps(loc, timing_batch, n_samples)
     return {
         "scores": scores,
         "train_seconds": loc.train_seconds_,
@@ -238,13 +260,14 @@ def run_brain_benchmark(
             "lr": lr,
             "t_start": t_start,
             "n_steps": n_steps,
+            "n_samples": n_samples,
             "max_train_t": t_start if train_up_to_t_start else None,
             "erosion": erosion,
             "seed": seed,
             "band": list(BAND),
             "ssim_sigma": 1.5,
             "timing": "median of 3 runs of anomaly_map(ssim-ens) on "
-            f"{len(timing_batch)} images, reconstruction included",
+            f"{len(timing_batch)} images, n_samples reconstructions included",
         },
         "data": {
             "train": "mni152 (nilearn) axial slices",

@@ -28,6 +28,9 @@ from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, 
 from diffad.image.scores import anomaly_score
 
 _KIND = "DDPMLocalizer"
+# Seed offset between the reconstructions averaged by ``n_samples``: large, so that sample j
+# of image i (seed + i + j * stride) never reuses another image's noise in batches < 10⁶.
+SAMPLE_SEED_STRIDE = 1_000_003
 
 
 def as_image_batch(images: Any, name: str = "images") -> tuple[np.ndarray, bool]:
@@ -370,6 +373,7 @@ class DDPMLocalizer(BaseEstimator):
         t_start: int | None = None,
         n_steps: int | None = None,
         seed: int = 0,
+        n_samples: int = 1,
     ) -> np.ndarray:
         """Seeded partial-noise DDIM reconstruction D(X).
 
@@ -383,6 +387,9 @@ class DDPMLocalizer(BaseEstimator):
             Image ``i`` uses the noise drawn by
             ``draw_reconstruction_noise((1, C, H, W), steps, seed + i)``; the same call gives
             bit-identical output.
+        n_samples : int
+            Average this many reconstructions (sample j uses ``seed + j * SAMPLE_SEED_STRIDE``):
+            less noise in D(X), at n_samples times the cost.
 
         Returns
         -------
@@ -390,8 +397,28 @@ class DDPMLocalizer(BaseEstimator):
             Reconstructions in the layout of ``images``, float32.
         """
         data, squeezed = self._check_test_images(images)
-        rec = self._reconstruct_batch(data, t_start, n_steps, seed)
+        rec = self._mean_reconstruction(data, t_start, n_steps, seed, n_samples)
         return rec[:, 0] if squeezed else rec
+
+    def _mean_reconstruction(
+        self,
+        data: np.ndarray,
+        t_start: int | None,
+        n_steps: int | None,
+        seed: int,
+        n_samples: int,
+    ) -> np.ndarray:
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        rec = self._reconstruct_batch(data, t_start, n_steps, seed)
+        if n_samples == 1:
+            return rec
+        total = rec.astype(np.float64)
+        for j in range(1, int(n_samples)):
+            total += self._reconstruct_batch(
+                data, t_start, n_steps, int(seed) + j * SAMPLE_SEED_STRIDE
+            )
+        return (total / int(n_samples)).astype(np.float32)
 
     def anomaly_map(
         self,
@@ -400,6 +427,7 @@ class DDPMLocalizer(BaseEstimator):
         seed: int = 0,
         t_start: int | None = None,
         n_steps: int | None = None,
+        n_samples: int = 1,
         **score_kwargs: Any,
     ) -> np.ndarray:
         """Pixel anomaly map of each image (higher = more anomalous).
@@ -415,6 +443,8 @@ class DDPMLocalizer(BaseEstimator):
             Reconstruction seed (see :meth:`reconstruct`).
         t_start, n_steps : int, optional
             Override the constructor's reconstruction settings.
+        n_samples : int
+            Compare with the mean of this many reconstructions (see :meth:`reconstruct`).
         **score_kwargs
             Passed to the score (e.g. ``sigma=1.5`` for ``"ssim"``, ``data_range``).
 
@@ -424,7 +454,7 @@ class DDPMLocalizer(BaseEstimator):
             Shape (N, H, W), float32; channels are averaged.
         """
         data, _ = self._check_test_images(images)
-        rec = self._reconstruct_batch(data, t_start, n_steps, seed)
+        rec = self._mean_reconstruction(data, t_start, n_steps, seed, n_samples)
         return anomaly_score(data, rec, score, **score_kwargs)
 
     # ------------------------------------------------------------------ persistence
