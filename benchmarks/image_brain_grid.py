@@ -1,6 +1,7 @@
 """Brain benchmark ablation: noise level t_start, averaged reconstructions and the L1 filter.
 
-    python benchmarks/image_brain_grid.py --size 32 --out benchmarks/results/image_brain_grid_32.json
+    python benchmarks/image_brain_grid.py --size 32 \
+        --out benchmarks/results/image_brain_grid_32.json
 
 One model (the quick preset's network, trained on steps 0..--max-train-t) on the split of
 ``diffad.image.brain_benchmark``; for each t_start: L1 and SSIM(σ=1.5) with one
@@ -83,18 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         for sc in ("l1", "ssim"):
             kw = {"sigma": 1.5} if sc == "ssim" else {}
             row[f"{sc}-K1"] = evaluate(
-                lambda k, sc=sc, kw=kw: anomaly_score(d[k], recs[k][0], sc, **kw)
+                lambda k, sc=sc, kw=kw, recs=recs: anomaly_score(d[k], recs[k][0], sc, **kw)
             )
             row[f"{sc}-K4-maps"] = evaluate(
-                lambda k, sc=sc, kw=kw: np.mean(
+                lambda k, sc=sc, kw=kw, recs=recs: np.mean(
                     [anomaly_score(d[k], r, sc, **kw) for r in recs[k]], 0
                 )
             )
             row[f"{sc}-K4-recmean"] = evaluate(
-                lambda k, sc=sc, kw=kw: anomaly_score(d[k], np.mean(recs[k], 0), sc, **kw)
+                lambda k, sc=sc, kw=kw, recs=recs: anomaly_score(
+                    d[k], np.mean(recs[k], 0), sc, **kw
+                )
             )
         row["l1-meanfilter-K1"] = evaluate(
-            lambda k: anomaly_score(d[k], recs[k][0], "l1", mean_filter=True)
+            lambda k, recs=recs: anomaly_score(d[k], recs[k][0], "l1", mean_filter=True)
         )
         grid[f"t_start={ts}"] = row
         print(ts, row, flush=True)
