@@ -295,12 +295,19 @@ class ReconstructionTracer:
         const = const[:, None].contiguous()
         c_out = weight.shape[0]
         h, w = hw
-        # Pick the cheapest exact evaluation of this conv (see diffad.inference.affine).
-        if h * w < k * k:
-            return ("dense", dense_matrix(weight, c_in, k, hw), const, k, c_in, weight)
-        if c_out < c_in:
-            return ("shift", shift_weight(weight, c_in, k), const, k, c_in, weight)
-        return ("im2col", weight, const, k, c_in, weight)
+        # Pick the cheapest exact evaluation of this conv (see diffad.inference.affine). The
+        # weights are the same at every time step: build each form once per block.
+        memo = self.__dict__.setdefault("_weight_memo", {})
+        key = id(block)
+        if key not in memo:
+            if h * w < k * k:
+                memo[key] = ("dense", dense_matrix(weight, c_in, k, hw))
+            elif c_out < c_in:
+                memo[key] = ("shift", shift_weight(weight, c_in, k))
+            else:
+                memo[key] = ("im2col", weight)
+        kind, mat = memo[key]
+        return (kind, mat, const, k, c_in, weight)
 
     def _block(self, state, blk, n, lo, hi, patterns):
         kind, weight, const, k = blk[:4]
