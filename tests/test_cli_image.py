@@ -4,8 +4,18 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from diffad.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread avoids OpenMP spin-waits on a busy shared CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
