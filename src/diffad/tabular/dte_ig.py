@@ -11,7 +11,7 @@ from torch import nn
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.tabular._nets import DTEMLP
 from diffad.tabular._neural import NeuralTabularDetector
-from diffad.tabular.dte_c import DEFAULT_MAX_STEPS
+from diffad.tabular.dte_c import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_MAX_STEPS
 
 #: Added to β̂ inside the log, as published, so that β̂ = 0 does not give -inf.
 _LOG_EPS = 1e-5
@@ -53,8 +53,8 @@ class DTEInverseGamma(NeuralTabularDetector):
         beta_start: float = 1e-4,
         beta_end: float = 1e-2,
         epochs: int = 400,
-        batch_size: int = 64,
-        lr: float = 1e-4,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lr: float = DEFAULT_LR,
         weight_decay: float = 5e-4,
         max_steps: int | None = DEFAULT_MAX_STEPS,
         score_batch_size: int = 4096,
