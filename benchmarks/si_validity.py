@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cov", choices=("iid", "ar1"), default="iid")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--qq-only", action="store_true", help="only redraw the QQ plot of an existing --out"
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--termination", default="precision")
@@ -212,6 +215,9 @@ def main() -> None:
     ns = parser.parse_args()
     args = vars(ns)
     args["methods"] = ns.methods.split(",")
+    if ns.qq_only:  # e.g. for the partial results of an interrupted run
+        qq_plot(json.loads(Path(ns.out).read_text()), Path(ns.out).with_suffix(".png"))
+        return
     started = time.time()
     torch.set_num_threads(1)
     get_localizer(ns.size, ns.train_steps, 0)  # train once (cached) before timing
@@ -229,6 +235,7 @@ def main() -> None:
         rows.sort(key=lambda r: r["trial"])
         doc = summarise(rows, args, started)
         out_path.write_text(json.dumps(doc, indent=1))
+        qq_plot(doc, out_path.with_suffix(".png"))
         print(
             f"{len(rows)}/{ns.trials} trials, tested {doc['tested']}, "
             f"rejection {doc['rejection_rate']}, {time.time() - started:.0f}s",
