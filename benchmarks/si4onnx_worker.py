@@ -44,6 +44,10 @@ def run_one(spec: dict, job: dict, mode: dict) -> dict:
         threshold=float(job["lam"]),
         post_process=[InputDiff(), AverageFilter(int(job["filter_size"])), SiAbs()],
     )
+    if job.get("threshold_float64"):
+        # si4onnx stores λ as torch.tensor(λ).double(), i.e. float32(λ) widened
+        # (0.8 -> 0.800000011920929); this option sets the exact float64 λ instead.
+        hyp.thrshold = torch.tensor(float(job["lam"]), dtype=torch.float64)
     si_model = si_load(model, hyp)
     if spec.get("recon_out"):
         # What si4onnx sees: its own float64 interpretation of the graph (not timed).
@@ -71,6 +75,7 @@ def run_one(spec: dict, job: dict, mode: dict) -> dict:
         "roi": np.asarray(res.roi).astype(int).tolist(),
         "truncated_intervals_z": (np.asarray(res.truncated_intervals) / scale).tolist(),
         "searched_intervals_z": (np.asarray(res.searched_intervals) / scale).tolist(),
+        "threshold_used": float(hyp.thrshold),
         "search_count": int(res.search_count),
         "detect_count": int(res.detect_count),
         "seconds": seconds,

@@ -234,6 +234,12 @@ def main() -> int:
         default="default,precision,exact",
         help="comma-separated subset of default,precision,exact",
     )
+    parser.add_argument(
+        "--si4onnx-threshold-float64",
+        action="store_true",
+        help="give si4onnx the exact float64 λ (it otherwise rounds λ to float32, which "
+        "moves the truncation-set ends by ~1e-7; see si4onnx_threshold_check.py)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both engines")
     parser.add_argument("--venv", default=None, help="si4onnx venv (default ~/.cache/diffad/…)")
     args = parser.parse_args()
@@ -370,6 +376,9 @@ def main() -> int:
                 "z_max=10 widened to |z|+5, batch_size=16)",
                 "diffad_precision": "termination='precision', precision=1e-3",
                 "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
+                "si4onnx_threshold": "float64 lambda (patched)"
+                if args.si4onnx_threshold_float64
+                else "as shipped: float32(lambda) widened to float64 (0.8 -> 0.800000011920929)",
                 "p_value": "two-sided: p = 2 min(F, 1-F), F = P(Z <= z | Z in truncation set), "
                 "in both engines",
                 "onnx_graph": "float64, constants baked in, nodes re-ordered so that si4onnx "
@@ -421,6 +430,7 @@ def main() -> int:
                 "var": 1.0,
                 "filter_size": 3,
                 "threads": args.threads,
+                "threshold_float64": bool(args.si4onnx_threshold_float64),
                 "modes": [SI4ONNX_MODES[m] for m in modes],
                 "images": [specs[i]],
             }
