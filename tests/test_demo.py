@@ -21,7 +21,7 @@ def test_demo_runs(capsys):
     assert main(["demo", "--epochs", "2", "--top", "4", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "ROC-AUC" in out and "conformal p" in out and "Benjamini-Hochberg at q = 0.1" in out
-    assert "DTE-C with 2 epochs" in out
+    assert "DTE-C (diffad defaults): 2 epochs" in out
     assert out.count("| malignant |") + out.count("| benign |") == 4
 
 
