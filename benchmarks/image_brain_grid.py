@@ -21,11 +21,14 @@ import time
 import numpy as np
 import torch
 
-from diffad.image.brain_benchmark import load_brain_split, machine_description
+from diffad.image.brain_benchmark import (
+    SPLITS,
+    load_brain_split,
+    machine_description,
+    report_maps,
+)
 from diffad.image.localizer import SAMPLE_SEED_STRIDE, DDPMLocalizer
-from diffad.image.postprocess import postprocess
 from diffad.image.scores import anomaly_score
-from diffad.metrics.localization import localization_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,19 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     loc.fit(d["train"])
     train_cpu = time.process_time() - cpu0
     erosion = 1 if args.size <= 32 else 2
-    sets = (("val", "val_masks"), ("test", "test_masks"), ("test_healthy", "test_masks"))
 
     def evaluate(fn) -> list[float]:
-        m = {k: postprocess(fn(k), d[mk], erosion=erosion) for k, mk in sets}
-        r = localization_report(
-            m["test"],
-            d["truth"],
-            m["val"],
-            masks=d["test_masks"],
-            healthy_val_masks=d["val_masks"],
-            healthy_test_maps=m["test_healthy"],
-            healthy_test_masks=d["test_masks"],
-        )
+        r = report_maps(d, fn, erosion)
         return [round(r["pixel_ap"], 4), round(r["best_dice"], 4), round(r["dice_healthy95"], 4)]
 
     mean = d["train"].mean(axis=0)
@@ -78,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         recs = {
             k: [loc.reconstruct(d[k], t_start=ts, seed=j * SAMPLE_SEED_STRIDE) for j in range(4)]
-            for k, _ in sets
+            for k, _ in SPLITS
         }
         row = {}
         for sc in ("l1", "ssim"):

@@ -96,6 +96,41 @@ def load_brain_split(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+SPLITS = (("val", "val_masks"), ("test", "test_masks"), ("test_healthy", "test_masks"))
+
+
+def report_maps(data: dict[str, np.ndarray], maps_of, erosion: int) -> dict[str, float]:
+    """Post-process the raw maps of every split and score them inside the brain.
+
+    Parameters
+    ----------
+    data : dict
+        From :func:`load_brain_split`.
+    maps_of : callable
+        ``maps_of(split_name)`` → raw (N, H, W) maps of that split.
+    erosion : int
+        Brain-mask erosion of the post-processing.
+
+    Returns
+    -------
+    dict
+        :func:`diffad.metrics.localization.localization_report` of the lesion test maps,
+        thresholds from healthy validation, false-positive rates on the healthy test images.
+    """
+    from diffad.metrics.localization import localization_report
+
+    m = {k: postprocess(maps_of(k), data[mk], erosion=erosion) for k, mk in SPLITS}
+    return localization_report(
+        m["test"],
+        data["truth"],
+        m["val"],
+        masks=data["test_masks"],
+        healthy_val_masks=data["val_masks"],
+        healthy_test_maps=m["test_healthy"],
+        healthy_test_masks=data["test_masks"],
+    )
+
+
 def _maps(x: np.ndarray, rec: np.ndarray | None, method: str, mean_image: np.ndarray) -> np.ndarray:
     if method == "mean-diff-baseline":
         return np.abs(x - mean_image[None]).mean(axis=1)
@@ -171,8 +206,6 @@ def run_brain_benchmark(
         dice_healthy99, healthy_fpr = healthy_fpr95, healthy_fpr99), ``train_seconds``,
         ``maps_per_second``, ``reproducible`` checks, ``settings`` and ``data`` sizes.
     """
-    from diffad.metrics.localization import localization_report
-
     preset = dict(PRESETS["quick" if quick else "full"])
     cfg = {
         "channels": channels or preset["channels"],
@@ -207,24 +240,8 @@ def run_brain_benchmark(
     mean_image = data["train"].mean(axis=0)
     scores = {}
     for method in METHODS:
-        m = {
-            k: postprocess(
-                _maps(data[k], recs[k], method, mean_image), data[mask_key], erosion=erosion
-            )
-            for k, mask_key in (
-                ("val", "val_masks"),
-                ("test", "test_masks"),
-                ("test_healthy", "test_masks"),
-            )
-        }
-        rep = localization_report(
-            m["test"],
-            data["truth"],
-            m["val"],
-            masks=data["test_masks"],
-            healthy_val_masks=data["val_masks"],
-            healthy_test_maps=m["test_healthy"],
-            healthy_test_masks=data["test_masks"],
+        rep = report_maps(
+            data, lambda k, method=method: _maps(data[k], recs[k], method, mean_image), erosion
         )
         scores[method] = {
             "pixel_ap": rep["pixel_ap"],
