@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+
+from diffad.bench.machine import machine_info  # noqa: F401  (re-exported for the scripts)
 
 DATA_DIR = Path(os.environ.get("DIFFAD_ADBENCH", "/work/shared/data/adbench/Classical"))
 
@@ -49,29 +48,6 @@ def load_set(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Load ``DATA_DIR/<name>.npz`` (``name`` like ``6_cardio``)."""
     with np.load(DATA_DIR / f"{name}.npz", allow_pickle=False) as data:
         return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int).ravel()
-
-
-def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, load, library versions and the command line, for result files."""
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
+from diffad.bench.machine import machine_info
 from diffad.image.brain_benchmark import (
     SPLITS,
     load_brain_split,
-    machine_description,
     report_maps,
 )
 from diffad.image.localizer import SAMPLE_SEED_STRIDE, DDPMLocalizer
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_cpu_seconds": train_cpu,
         "settings": vars(args),
         "command": "python benchmarks/image_brain_grid.py " + " ".join(map(shlex.quote, argv)),
-        "machine": machine_description(),
+        "machine": machine_info(),
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

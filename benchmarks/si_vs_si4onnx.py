@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,7 @@ sys.path.insert(0, str(HERE))
 import si_models  # noqa: E402
 from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
 
+from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.image.reconstruct import ddim_timesteps  # noqa: E402
 from diffad.inference.selective import SelectiveTest  # noqa: E402
 
@@ -69,29 +69,6 @@ SI4ONNX_MODES = {
     "exhaustive": {"name": "exhaustive", "inference_mode": "exhaustive"},
     "oc": {"name": "oc", "inference_mode": "over_conditioning"},
 }
-
-
-def machine_info(threads: int) -> dict:
-    """Cores, CPU model, load and library versions of this run."""
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-        "loadavg_start": list(os.getloadavg()),
-        "git": git_state(),
-    }
 
 
 def git_state() -> dict:
@@ -252,7 +229,7 @@ def main() -> int:
     if bad or not dmodes:
         raise ValueError(f"unknown diffad modes {bad}; choose from default, precision, exact")
     torch.set_num_threads(args.threads)
-    info = machine_info(args.threads)
+    info = {**machine_info(), "git": git_state()}
     command = " ".join([Path(sys.executable).name, *sys.argv])
 
     venv_python = setup_venv(args.venv)

@@ -5,17 +5,36 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:
-    """Cores, CPU, Python and library versions, torch threads, CUDA availability."""
+    """Command, cores, CPU, load, Python and library versions, torch threads, CUDA.
+
+    The load average is recorded because timings on a shared machine are only comparable
+    together with it.
+    """
     import numpy
     import sklearn
     import torch
 
     info = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
@@ -25,6 +44,8 @@ def machine_info() -> dict:
         "cuda": torch.cuda.is_available(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
+    if hasattr(os, "getloadavg"):
+        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
     try:
         import pyod
 

@@ -20,15 +20,13 @@ reconstructions, and ``mean-diff-baseline`` = |X − mean training image|.
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from typing import Any
 
 import numpy as np
-import torch
 
+from diffad.bench.machine import machine_info
 from diffad.image.localizer import DDPMLocalizer
 from diffad.image.postprocess import postprocess
 from diffad.image.scores import anomaly_score
@@ -54,23 +52,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "n_samples": 4,
     },
 }
-
-
-def machine_description() -> dict[str, Any]:
-    """Cores, CPU, load and library versions, stored next to every timing."""
-    info = {
-        "cores": os.cpu_count(),
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
-    if hasattr(os, "getloadavg"):
-        # Shared machines: a high load average explains slow timings.
-        info["load_average_1min"] = round(os.getloadavg()[0], 2)
-    return info
 
 
 def load_brain_split(size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -295,5 +276,5 @@ def run_brain_benchmark(
             "n_test": len(data["test"]),
             "lesion_pixel_fraction": float(data["truth"][data["test_masks"]].mean()),
         },
-        "machine": machine_description(),
+        "machine": machine_info(),
     }
