@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from diffad.bench.machine import machine_info  # noqa: F401  (re-exported for the scripts)
+from diffad.bench.results import write_json  # noqa: F401  (re-exported for the scripts)
 
 DATA_DIR = Path(os.environ.get("DIFFAD_ADBENCH", "/work/shared/data/adbench/Classical"))
 
@@ -48,14 +47,6 @@ def load_set(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Load ``DATA_DIR/<name>.npz`` (``name`` like ``6_cardio``)."""
     with np.load(DATA_DIR / f"{name}.npz", allow_pickle=False) as data:
         return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int).ravel()
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as indented JSON (atomically via a temporary file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
 
 
 class Timer:

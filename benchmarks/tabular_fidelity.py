@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -32,15 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from diffad.bench.results import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)  # never leave a half-written result file
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -93,11 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
         payload["elapsed_s"] = time.time() - started
-        _write_json(out, payload)
+        write_json(out, payload)
         print(f"{path.name}: done ({time.time() - started:.0f} s)", flush=True)
     payload["complete"] = True
     payload["elapsed_s"] = time.time() - started
-    _write_json(out, payload)
+    write_json(out, payload)
     print(f"wrote {out}")
     return 0
 
@@ -184,7 +179,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                     cells.append(f"{r['roc_auc_mean']:.1f} vs {r['published']:.1f}")
             lines.append(f"| {family} | " + " | ".join(cells) + " |")
     (RESULTS / "tabular_fidelity.md").write_text("\n".join(lines) + "\n")
-    _write_json(RESULTS / "tabular_fidelity_summary.json", summary)
+    write_json(RESULTS / "tabular_fidelity_summary.json", summary)
     print("\n".join(lines))
     return 0
 

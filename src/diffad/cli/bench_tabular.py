@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
@@ -82,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark, write ``--out`` and print the summary table."""
     from diffad.bench.machine import machine_info
     from diffad.bench.methods import parse_methods
+    from diffad.bench.results import write_json
     from diffad.bench.tabular import (
         load_published,
         markdown_table,
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "results": records,
         "summary": rows,
     }
-    out.write_text(json.dumps(payload, indent=1))
+    write_json(out, payload, indent=1)
     print(markdown_table(rows))
     print(f"\nwrote {len(records)} records to {out}")
     return 0
