@@ -131,10 +131,10 @@ def run_diffad(loc, x, ref, rec_seed: int, lam: float, modes: list) -> dict:
     }
     for name in modes:
         kw = configs[name]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         st = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu", **kw)
         res = st.test(x, ref, method="parametric")
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         runs[name] = {
             "p_value": res.p_value,
             "p_value_bounds": None if res.p_value_bounds is None else list(res.p_value_bounds),
@@ -145,6 +145,7 @@ def run_diffad(loc, x, ref, rec_seed: int, lam: float, modes: list) -> dict:
             "intervals_z": np.asarray(res.intervals).tolist(),
             "n_pieces": int(res.n_pieces),
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "params": {k: v for k, v in kw.items()},
         }
     return runs
@@ -291,15 +292,11 @@ def main() -> int:
                 }
             e["comparison"] = comp
 
-        def secs(engine: str, mode: str) -> list:
+        def secs(engine: str, mode: str, key: str = "seconds") -> list:
             out = []
             for e in per_image:
-                if engine == "diffad":
-                    r = e["diffad"].get(mode)
-                    out.append(r["seconds"] if r else None)
-                else:
-                    r = si_run(e, mode)
-                    out.append(r["seconds"] if r else None)
+                r = e["diffad"].get(mode) if engine == "diffad" else si_run(e, mode)
+                out.append(r.get(key) if r else None)
             return out
 
         def ratio(a: float | None, b: float | None) -> float | None:
@@ -309,6 +306,24 @@ def main() -> int:
         med = {k: v for k, v in med.items() if v is not None}
         for m in modes:
             med[("si4onnx", m)] = median(secs("si4onnx", m))
+        # CPU seconds too: on a shared machine wall time depends on the load of the moment.
+        cpu = {
+            (eng, m): median(secs(eng, m, "cpu_seconds"))
+            for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
+            + [("si4onnx", m) for m in modes]
+        }
+
+        def pair(si_mode: str, d_mode: str) -> dict:
+            return {
+                "median_seconds_diffad": med.get(("diffad", d_mode)),
+                "median_seconds_si4onnx": med.get(("si4onnx", si_mode)),
+                "speed_ratio": ratio(med.get(("si4onnx", si_mode)), med.get(("diffad", d_mode))),
+                "median_cpu_seconds_diffad": cpu.get(("diffad", d_mode)),
+                "median_cpu_seconds_si4onnx": cpu.get(("si4onnx", si_mode)),
+                "cpu_speed_ratio": ratio(
+                    cpu.get(("si4onnx", si_mode)), cpu.get(("diffad", d_mode))
+                ),
+            }
         out = {
             "size": args.size,
             "images": len(pairs),
@@ -325,22 +340,16 @@ def main() -> int:
             "median_seconds_diffad": med.get(("diffad", "default")),
             "median_seconds_si4onnx": med.get(("si4onnx", "default")),
             "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "default"))),
-            "exact": {
-                "median_seconds_diffad": med.get(("diffad", "exact")),
-                "median_seconds_si4onnx": med.get(("si4onnx", "exhaustive")),
-                "speed_ratio": ratio(
-                    med.get(("si4onnx", "exhaustive")), med.get(("diffad", "exact"))
-                ),
-            },
-            "precision_1e-3": {
-                "median_seconds_diffad": med.get(("diffad", "precision")),
-                "median_seconds_si4onnx": med.get(("si4onnx", "default")),
-                "speed_ratio": ratio(
-                    med.get(("si4onnx", "default")), med.get(("diffad", "precision"))
-                ),
-            },
+            "cpu_speed_ratio": pair("default", "default")["cpu_speed_ratio"],
+            "exact": pair("exhaustive", "exact"),
+            "precision_1e-3": pair("default", "precision"),
             "seconds": {
                 f"{eng}_{m}": secs(eng, m)
+                for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
+                + [("si4onnx", m) for m in modes]
+            },
+            "cpu_seconds": {
+                f"{eng}_{m}": secs(eng, m, "cpu_seconds")
                 for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
                 + [("si4onnx", m) for m in modes]
             },
@@ -349,7 +358,7 @@ def main() -> int:
                 "termination 'precision' 1e-3 (sicore 3.0.0 defaults), memoization=True",
                 "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
                 "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
-                "diffad_default": "SelectiveTest defaults (termination='exhaustive', "
+                "diffad_default": "SelectiveTest defaults (termination='precision' 1e-3, "
                 "z_max=10 widened to |z|+5, batch_size=16)",
                 "diffad_precision": "termination='precision', precision=1e-3",
                 "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",

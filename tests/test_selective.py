@@ -59,7 +59,9 @@ def _oracle_membership(loc, x, region, z_obs, grid):
 
 
 def test_parametric_matches_dense_grid_oracle(localizer, pair):
-    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0)
+    st = SelectiveTest(
+        localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive"
+    )
     res = st.test(*pair, method="parametric")
     assert res.region_size > 0 and res.message == ""
     grid = np.linspace(-5.0, 5.0, 10001)
@@ -80,8 +82,9 @@ def test_parametric_matches_dense_grid_oracle(localizer, pair):
 
 
 def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
-    seq = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=1, z_max=3.0).test(*pair)
-    bat = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", batch_size=32, z_max=3.0).test(*pair)
+    kw = {"lam": LAM, "device": "cpu", "z_max": 3.0, "termination": "exhaustive"}
+    seq = SelectiveTest(localizer, 1.0, batch_size=1, **kw).test(*pair)
+    bat = SelectiveTest(localizer, 1.0, batch_size=32, **kw).test(*pair)
     assert bat.p_value == pytest.approx(seq.p_value, rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(bat.intervals, seq.intervals, atol=1e-8)
     oc = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu").test(*pair, method="oc")
@@ -92,7 +95,9 @@ def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
 
 
 def test_early_stopping_rules(localizer, pair):
-    full = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0).test(*pair)
+    full = SelectiveTest(
+        localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive"
+    ).test(*pair)
     prec = SelectiveTest(
         localizer, 1.0, lam=LAM, device="cpu", termination="precision", precision=1e-3
     ).test(*pair)

@@ -66,7 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-steps", type=int, default=None, help="default: the model's")
     p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
     p.add_argument(
-        "--termination", default="exhaustive", choices=("exhaustive", "precision", "decision")
+        "--termination",
+        default="precision",
+        choices=("precision", "exhaustive", "decision"),
+        help="precision: stop when p is bracketed to --precision (default); exhaustive: "
+        "search the whole [-z_max, z_max]; decision: stop once p <= alpha is certain",
     )
     p.add_argument("--precision", type=float, default=1e-3)
     p.add_argument("--alpha", type=float, default=0.05)

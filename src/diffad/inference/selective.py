@@ -153,10 +153,12 @@ class SelectiveTest:
         DAL-Test setting is 460 and 5).
     seed : int
         Seed of the reconstruction noise (the selection is D with these fixed constants).
-    termination : {"exhaustive", "precision", "decision"}
-        Parametric search stopping rule (see :mod:`diffad.inference.search`).
+    termination : {"precision", "exhaustive", "decision"}
+        Parametric search stopping rule (see :mod:`diffad.inference.search`). The default
+        ``"precision"`` stops once the p-value is bracketed to ``precision`` (sicore's default
+        rule; the bracket is ``p_value_bounds``); ``"exhaustive"`` covers the whole range.
     precision : float
-        p bracket width for ``termination="precision"``.
+        p bracket width for ``termination="precision"`` (default 1e-3).
     alpha : float
         Level for ``termination="decision"``.
     z_max : float
@@ -182,7 +184,7 @@ class SelectiveTest:
         t_start: int | None = None,
         n_steps: int | None = None,
         seed: int = 0,
-        termination: str = "exhaustive",
+        termination: str = "precision",
         precision: float = 1e-3,
         alpha: float = 0.05,
         z_max: float = 10.0,
