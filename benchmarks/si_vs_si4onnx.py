@@ -324,6 +324,7 @@ def main() -> int:
                     cpu.get(("si4onnx", si_mode)), cpu.get(("diffad", d_mode))
                 ),
             }
+
         out = {
             "size": args.size,
             "images": len(pairs),

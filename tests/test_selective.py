@@ -59,9 +59,7 @@ def _oracle_membership(loc, x, region, z_obs, grid):
 
 
 def test_parametric_matches_dense_grid_oracle(localizer, pair):
-    st = SelectiveTest(
-        localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive"
-    )
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive")
     res = st.test(*pair, method="parametric")
     assert res.region_size > 0 and res.message == ""
     grid = np.linspace(-5.0, 5.0, 10001)
