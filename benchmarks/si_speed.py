@@ -143,9 +143,10 @@ def main() -> None:
     parser.add_argument(
         "--walk", type=int, default=0, help="only trace this many pieces per image (large D)"
     )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU cores used)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     msize = args.model_size or args.size
     loc = get_localizer(msize, args.train_steps, 0, batch_size=args.train_batch_size)
     modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
