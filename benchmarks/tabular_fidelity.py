@@ -50,9 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     datasets = [d for d in (args.datasets or "").split(",") if d.strip()] or None
     files = select_files(args.data_dir, datasets)
-    params = {}
+    params: dict[str, dict] = {}
     if args.epochs is not None:
         params = {m: {"epochs": args.epochs} for m in ("dte-ig", "dte-c", "ddpm")}
+    variant = None
+    if args.dte_c_double_softmax:
+        params.setdefault("dte-c", {})["double_softmax"] = True
+        variant = "double softmax"
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"tabular_fidelity_{args.protocol}_{args.tag}.json"
     records: list[dict] = []
@@ -66,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "methods": methods,
         "seeds": seeds,
         "method_params": params,
+        "variant": variant,
         "complete": False,
         "results": records,
     }
@@ -112,6 +117,15 @@ def _stats(rows: list[dict]) -> dict:
     }
 
 
+def _label(key: str) -> str:
+    """Table name of a method key: ``dte-c`` -> ``DTE-C``, ``dte-c|double softmax`` ->
+    ``DTE-C (double softmax)``."""
+    from diffad.bench.methods import METHODS
+
+    method, _, variant = key.partition("|")
+    return METHODS[method] + (f" ({variant})" if variant else "")
+
+
 def cmd_summarize(args: argparse.Namespace) -> int:
     from diffad.bench.methods import METHODS
     from diffad.bench.tabular import summarize
@@ -119,14 +133,18 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     files = sorted(p for p in RESULTS.glob("tabular_fidelity_*.json") if "summary" not in p.name)
     if not files:
         raise SystemExit(f"no tabular_fidelity_*.json in {RESULTS}")
-    # (protocol, method) -> records; a later file overrides an earlier one for the same keys.
+    # (protocol, method key) -> records; a later file overrides an earlier one for the same
+    # keys. A run with non-default settings (its JSON's "variant", e.g. DTE-C with the double
+    # softmax) is kept apart under the key "<method>|<variant>" and never mixed with defaults.
     by_pm: dict[tuple[str, str], dict[tuple, dict]] = defaultdict(dict)
     sources: dict[tuple[str, str], set] = defaultdict(set)
     for f in files:
         payload = json.loads(f.read_text())
+        variant = payload.get("variant")
         for r in payload["results"]:
-            by_pm[(r["protocol"], r["method"])][(r["file"], r["seed"])] = r
-            sources[(r["protocol"], r["method"])].add(f.name)
+            key = (r["protocol"], r["method"] if not variant else f"{r['method']}|{variant}")
+            by_pm[key][(r["file"], r["seed"])] = r
+            sources[key].add(f.name)
     summary: dict = {"sources": [f.name for f in files], "protocols": {}}
     lines = ["# Tabular fidelity: ours vs published ROC-AUC (%)", ""]
     lines.append(
@@ -135,7 +153,9 @@ def cmd_summarize(args: argparse.Namespace) -> int:
         + ". Ours: mean ± std over seeds (std ddof=0). diff = ours − published."
     )
     for protocol in ("semi-paper", "semi", "unsup"):
+        variants = sorted(k for (p, k) in by_pm if p == protocol and "|" in k)
         methods = [m for m in METHODS if (protocol, m) in by_pm]
+        methods += [k for m in METHODS for k in variants if k.split("|")[0] == m]
         if not methods:
             continue
         per_method = {}
@@ -161,11 +181,11 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                 continue
             seeds = ",".join(str(s) for s in st["seeds"])
             lines.append(
-                f"| {METHODS[m]} | {seeds} | {st['n_sets']} | {st['within_2']}/{st['n_sets']} "
+                f"| {_label(m)} | {seeds} | {st['n_sets']} | {st['within_2']}/{st['n_sets']} "
                 f"({100 * st['share_within_2']:.0f} %) | {st['mean_ours']:.2f} | "
                 f"{st['mean_published']:.2f} | {st['mean_diff']:+.2f} |"
             )
-        lines += ["", "| data set | " + " | ".join(METHODS[m] for m in methods) + " |"]
+        lines += ["", "| data set | " + " | ".join(_label(m) for m in methods) + " |"]
         lines.append("|---|" + "---:|" * len(methods))
         for family in sorted(table, key=str.lower):
             cells = []
@@ -195,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", default="0,1,2,3,4")
     run.add_argument("--tag", default="fast", help="suffix of the output file name")
     run.add_argument("--epochs", type=int, default=None)
+    run.add_argument(
+        "--dte-c-double-softmax",
+        action="store_true",
+        help="DTE-C with double_softmax=True (the published code's loss); the JSON records "
+        "it as variant 'double softmax' and the summary keeps it apart from the defaults",
+    )
     run.add_argument("--device", default="auto")
     run.add_argument("--threads", type=int, default=1)
     run.add_argument("--resume", action="store_true", help="keep finished sets of --tag")
