@@ -47,3 +47,10 @@ def test_two_or_fewer_features_rejected(d):
     X = np.random.default_rng(0).normal(size=(30, d))
     with pytest.raises(ValueError, match="at least 3 features"):
         DTEInverseGamma(verbose=False).fit(X)
+
+
+def test_default_schedule_is_batch_256_capped_at_8000_steps():
+    det = DTEInverseGamma()
+    assert (det.epochs, det.batch_size, det.lr, det.max_steps) == (400, 256, 4e-4, 8000)
+    paper = DTEInverseGamma.paper_settings()
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.max_steps) == (400, 64, 1e-4, None)
