@@ -55,7 +55,7 @@ def parse_schedule(spec: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA))
-    parser.add_argument("--datasets", required=True)
+    parser.add_argument("--datasets", required=True, help='comma-separated names, or "all"')
     parser.add_argument("--schedules", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/tabular_dteig_schedule.json")
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
-    files = select_files(args.data_dir, args.datasets.split(","))
+    files = select_files(
+        args.data_dir, None if args.datasets == "all" else args.datasets.split(",")
+    )
     schedules = args.schedules.split(",")
     for s in schedules:
         parse_schedule(s)
