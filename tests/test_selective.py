@@ -100,7 +100,10 @@ def test_early_stopping_rules(localizer, pair):
         localizer, 1.0, lam=LAM, device="cpu", termination="precision", precision=1e-3
     ).test(*pair)
     assert abs(prec.p_value - full.p_value) <= 1e-3
-    assert prec.p_value_bounds[0] <= full.p_value <= prec.p_value_bounds[1]
+    # The true p lies in both brackets (the z_max = 5 run leaves tails of mass ~1e-7 unknown).
+    assert prec.p_value_bounds[0] <= full.p_value_bounds[1]
+    assert full.p_value_bounds[0] <= prec.p_value_bounds[1]
+    assert prec.p_value_bounds[1] - prec.p_value_bounds[0] <= 1e-3
     assert prec.n_pieces <= full.n_pieces
     dec = SelectiveTest(
         localizer, 1.0, lam=LAM, device="cpu", termination="decision", alpha=0.05
