@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import get_localizer  # noqa: E402
 
+from diffad.bench.machine import machine_info  # noqa: E402
+from diffad.bench.results import write_json  # noqa: E402
 from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise  # noqa: E402
 from diffad.inference.selective import SelectiveTest  # noqa: E402
 from diffad.inference.trace import ReconstructionTracer  # noqa: E402
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    machine = machine_info()
     msize = args.model_size or args.size
     loc = get_localizer(msize, args.train_steps, 0, batch_size=args.train_batch_size)
     modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
@@ -177,8 +179,7 @@ def main() -> None:
             )
             print(name, rows[-1], flush=True)
             doc["modes"][name] = {"rows": rows, "partial": True}
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(doc, indent=1))
+            write_json(args.out, doc, indent=1)
         doc["modes"][name] = {
             "median_wall_seconds": float(np.median([r["wall_seconds"] for r in rows])),
             "median_cpu_seconds": float(np.median([r["cpu_seconds"] for r in rows])),
@@ -191,17 +192,9 @@ def main() -> None:
     if args.ablation:
         doc["ablation_ms_per_point"] = ablation(loc, *pairs[0], base)
         print(doc["ablation_ms_per_point"], flush=True)
-    doc["command"] = " ".join([Path(sys.executable).name] + sys.argv)
-    doc["machine"] = {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1))
+    doc["command"] = machine["command"]
+    doc["machine"] = {**machine, "load_average_now": os.getloadavg()}
+    write_json(args.out, doc, indent=1)
     print(json.dumps({k: v for k, v in doc.items() if k != "modes"}, indent=1))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import get_localizer  # noqa: E402
 
+from diffad.bench.machine import machine_info  # noqa: E402
+from diffad.bench.results import write_json  # noqa: E402
 from diffad.inference.selective import SelectiveTest  # noqa: E402
 
 ALPHA = 0.05
@@ -113,7 +114,7 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
     return [float(mid - half), float(mid + half)]
 
 
-def summarise(rows: list[dict], args: dict, started: float) -> dict:
+def summarise(rows: list[dict], args: dict, started: float, machine: dict) -> dict:
     """The JSON document from the per-trial rows collected so far."""
     tested = [r for r in rows if r.get("selected")]
     n = len(tested)
@@ -141,7 +142,6 @@ def summarise(rows: list[dict], args: dict, started: float) -> dict:
     lo, hi = stats.binom.ppf([0.025, 0.975], n, ALPHA) / n if n else (None, None)
     out["binomial_band_at_alpha"] = [float(lo), float(hi)] if n else None
     if n and "parametric" in args["methods"]:
-        ps = np.array(out["p_values"]["parametric"])
         out["ks_uniform_pvalue"] = {
             m: float(stats.kstest(np.array(out["p_values"][m]), "uniform").pvalue)
             for m in args["methods"]
@@ -154,16 +154,8 @@ def summarise(rows: list[dict], args: dict, started: float) -> dict:
         out["max_p_bracket_width"] = float(max(r["p_bounds"][1] - r["p_bounds"][0] for r in tested))
     out["mean_region_size"] = float(np.mean([r["region_size"] for r in tested])) if n else None
     out["wall_seconds"] = time.time() - started
-    out["command"] = " ".join([Path(sys.executable).name] + sys.argv)
-    out["machine"] = {
-        "cpu_count": os.cpu_count(),
-        "n_jobs": args["n_jobs"],
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": list(os.getloadavg()),
-    }
+    out["command"] = machine["command"]
+    out["machine"] = {**machine, "n_jobs": args["n_jobs"], "load_average_now": os.getloadavg()}
     out["rows"] = rows
     return out
 
@@ -221,6 +213,7 @@ def main() -> None:
     started = time.time()
     torch.set_num_threads(1)
     get_localizer(ns.size, ns.train_steps, 0)  # train once (cached) before timing
+    machine = machine_info()
     out_path = Path(ns.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     chunks = [list(range(s, min(s + ns.chunk, ns.trials))) for s in range(0, ns.trials, ns.chunk)]
@@ -233,16 +226,16 @@ def main() -> None:
     for part in jobs:
         rows.extend(part)
         rows.sort(key=lambda r: r["trial"])
-        doc = summarise(rows, args, started)
-        out_path.write_text(json.dumps(doc, indent=1))
+        doc = summarise(rows, args, started, machine)
+        write_json(out_path, doc, indent=1)
         qq_plot(doc, out_path.with_suffix(".png"))
         print(
             f"{len(rows)}/{ns.trials} trials, tested {doc['tested']}, "
             f"rejection {doc['rejection_rate']}, {time.time() - started:.0f}s",
             flush=True,
         )
-    doc = summarise(rows, args, started)
-    out_path.write_text(json.dumps(doc, indent=1))
+    doc = summarise(rows, args, started, machine)
+    write_json(out_path, doc, indent=1)
     qq_plot(doc, out_path.with_suffix(".png"))
     print(json.dumps({k: doc[k] for k in ("size", "delta", "tested", "rejection_rate")}))
 

@@ -61,6 +61,7 @@ import si_models  # noqa: E402
 from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
+from diffad.bench.results import write_json  # noqa: E402
 from diffad.image.reconstruct import ddim_timesteps  # noqa: E402
 from diffad.inference.selective import SelectiveTest  # noqa: E402
 
@@ -231,7 +232,9 @@ def main() -> int:
         raise ValueError(f"unknown diffad modes {bad}; choose from default, precision, exact")
     torch.set_num_threads(args.threads)
     info = {**machine_info(), "git": git_state()}
-    command = " ".join([Path(sys.executable).name, *sys.argv])
+    # (engine, mode) of every timed run, in report order.
+    timed_runs = [("diffad", m) for m in ("default", "precision", "exact")]
+    timed_runs += [("si4onnx", m) for m in modes]
 
     venv_python = setup_venv(args.venv)
     loc = si_models.get_localizer(args.size, args.train_steps)
@@ -302,16 +305,9 @@ def main() -> int:
         def ratio(a: float | None, b: float | None) -> float | None:
             return a / b if a is not None and b else None
 
-        med = {("diffad", m): median(secs("diffad", m)) for m in ("default", "precision", "exact")}
-        med = {k: v for k, v in med.items() if v is not None}
-        for m in modes:
-            med[("si4onnx", m)] = median(secs("si4onnx", m))
+        med = {run: median(secs(*run)) for run in timed_runs}
         # CPU seconds too: on a shared machine wall time depends on the load of the moment.
-        cpu = {
-            (eng, m): median(secs(eng, m, "cpu_seconds"))
-            for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
-            + [("si4onnx", m) for m in modes]
-        }
+        cpu = {run: median(secs(*run, "cpu_seconds")) for run in timed_runs}
 
         def pair(si_mode: str, d_mode: str) -> dict:
             return {
@@ -344,16 +340,8 @@ def main() -> int:
             "cpu_speed_ratio": pair("default", "default")["cpu_speed_ratio"],
             "exact": pair("exhaustive", "exact"),
             "precision_1e-3": pair("default", "precision"),
-            "seconds": {
-                f"{eng}_{m}": secs(eng, m)
-                for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
-                + [("si4onnx", m) for m in modes]
-            },
-            "cpu_seconds": {
-                f"{eng}_{m}": secs(eng, m, "cpu_seconds")
-                for eng, m in [("diffad", "default"), ("diffad", "precision"), ("diffad", "exact")]
-                + [("si4onnx", m) for m in modes]
-            },
+            "seconds": {f"{eng}_{m}": secs(eng, m) for eng, m in timed_runs},
+            "cpu_seconds": {f"{eng}_{m}": secs(eng, m, "cpu_seconds") for eng, m in timed_runs},
             "modes": {
                 "si4onnx_default": "inference_mode='parametric', search 'pi3', step 1e-6, "
                 "termination 'precision' 1e-3 (sicore 3.0.0 defaults), memoization=True",
@@ -374,11 +362,10 @@ def main() -> int:
             "per_image": per_image,
             "si4onnx_wall_seconds": si_wall,
             "si4onnx_versions": si_versions,
-            "command": command,
+            "command": info["command"],
             "machine": info | {"loadavg_end": list(os.getloadavg())},
         }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        write_json(args.out, out, indent=1)
         return out
 
     with tempfile.TemporaryDirectory(prefix="diffad_si4onnx_") as tmp:
