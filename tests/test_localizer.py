@@ -11,13 +11,7 @@ from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, 
 TINY = {"channels": [4, 8], "time_dim": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waits on a busy shared CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n=12, size=8, seed=0):
