@@ -8,6 +8,7 @@ the grid points where the two disagree. Disagreements can only sit within float 
 interval end; any other one would be a tracing error.
 
 Example: ``python benchmarks/si_grid_oracle.py --size 16 --trial 1 --out F.json``
+(``--cov ar1``: the AR(1) covariance of ``si_validity.py --cov ar1``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import get_localizer  # noqa: E402
-from si_validity import LAM, draw_trial  # noqa: E402
+from si_validity import LAM, ar1_cov, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16)
     parser.add_argument("--trial", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the validity trials")
+    parser.add_argument("--cov", choices=("iid", "ar1"), default="iid")
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--points", type=int, default=4001)
@@ -66,16 +68,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     loc = get_localizer(args.size, args.train_steps, 0, verbose=False)
-    x, r = draw_trial(args.size, 0.0, "iid", args.seed, args.trial)
-    tester = SelectiveTest(loc, 1.0, lam=LAM, batch_size=16, device="cpu")
+    x, r = draw_trial(args.size, 0.0, args.cov, args.seed, args.trial)
+    sigma = ar1_cov(args.size) if args.cov == "ar1" else np.eye(args.size * args.size)
+    tester = SelectiveTest(loc, sigma, lam=LAM, batch_size=16, device="cpu")
     t0 = time.perf_counter()
     res = tester.test(x, r)
     if not res.selected:
         raise SystemExit("no region selected in this trial: pick another --trial")
     m = res.region.reshape(-1)
     k = int(m.sum())
-    sd = np.sqrt(2.0 * k) / k
-    b = m / (k * sd)
+    # The line of the test, computed here from Σ independently of SelectiveTest.
+    s1 = sigma @ m.astype(np.float64)
+    sd = np.sqrt(2.0 * m @ s1) / k
+    b = s1 / (k * sd)
     a = x.reshape(-1) - res.z * b
     grid = np.linspace(res.z - args.width, res.z + args.width, args.points)
     inside = (grid_membership(loc, a, b, grid, args.size, tester.seed) == m[None]).all(axis=1)
@@ -85,6 +90,7 @@ def main() -> None:
     ends = ivs.reshape(-1)
     doc = {
         "size": args.size,
+        "cov": args.cov,
         "trial": args.trial,
         "z": res.z,
         "region_size": k,

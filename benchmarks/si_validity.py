@@ -156,8 +156,25 @@ def summarise(rows: list[dict], args: dict, started: float, machine: dict) -> di
     out["wall_seconds"] = time.time() - started
     out["command"] = machine["command"]
     out["machine"] = {**machine, "n_jobs": args["n_jobs"], "load_average_now": os.getloadavg()}
+    out["settings"] = {k: args[k] for k in SETTINGS}
     out["rows"] = rows
     return out
+
+
+SETTINGS = ("size", "delta", "cov", "seed", "termination", "precision", "train_steps", "methods")
+
+
+def previous_rows(path: Path, args: dict) -> list[dict]:
+    """Per-trial rows of an earlier run with the same settings (for ``--resume``)."""
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    # Files written before settings were recorded still carry most of them at top level.
+    old = doc.get("settings") or {k: doc[k] for k in SETTINGS if k in doc}
+    differ = [k for k in SETTINGS if k in old and old[k] != args[k]]
+    if differ:
+        raise SystemExit(f"--resume: {path} was made with other settings: {differ}")
+    return list(doc.get("rows", []))
 
 
 def qq_plot(doc: dict, path: Path) -> None:
@@ -195,6 +212,11 @@ def main() -> None:
     parser.add_argument(
         "--qq-only", action="store_true", help="only redraw the QQ plot of an existing --out"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the trials already in --out (same settings) and run only the missing ones",
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--termination", default="precision")
@@ -216,10 +238,12 @@ def main() -> None:
     machine = machine_info()
     out_path = Path(ns.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = [list(range(s, min(s + ns.chunk, ns.trials))) for s in range(0, ns.trials, ns.chunk)]
+    rows = previous_rows(out_path, args) if ns.resume else []
+    done = {r["trial"] for r in rows}
+    todo = [t for t in range(ns.trials) if t not in done]
+    chunks = [todo[s : s + ns.chunk] for s in range(0, len(todo), ns.chunk)]
     from joblib import Parallel, delayed
 
-    rows: list[dict] = []
     jobs = Parallel(n_jobs=ns.n_jobs, return_as="generator_unordered")(
         delayed(run_chunk)(args, c) for c in chunks
     )
