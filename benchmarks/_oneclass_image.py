@@ -10,7 +10,6 @@ image — is scored with the same reductions.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -23,6 +22,7 @@ import torch
 from scipy import ndimage
 
 from diffad.bench.machine import machine_info
+from diffad.bench.results import write_json
 from diffad.image.localizer import DDPMLocalizer
 from diffad.image.scores import SCORES, anomaly_score
 from diffad.metrics.localization import image_ap, image_auroc, reduce_maps
@@ -178,4 +178,4 @@ def write_results(args: argparse.Namespace, title: str, start: float, payload: d
         **payload,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_json(args.out, result, indent=1)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kstest
 from sklearn.preprocessing import StandardScaler
+
+from diffad.bench.results import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
@@ -151,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "overall": overall,
         "per_set": per_set,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, out)
+    write_json(args.out, payload, indent=1)
     print(json.dumps(overall, indent=1))
     return 0
 

@@ -16,13 +16,14 @@ Example (repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import invgamma
+
+from diffad.bench.results import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+    write_json(out, payload, indent=1)
     return 0
 
 

@@ -36,6 +36,7 @@ import si_models  # noqa: E402
 from onnx_export import reference_reconstruction  # noqa: E402
 from si_vs_si4onnx import draw_pairs, merge_touching  # noqa: E402
 
+from diffad.bench.results import write_json  # noqa: E402
 from diffad.image.reconstruct import ddim_timesteps  # noqa: E402
 from diffad.inference.selective import SelectiveTest  # noqa: E402
 
@@ -130,7 +131,7 @@ def main() -> int:
         "rows": rows,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_json(args.out, out, indent=1)
     return 0
 
 

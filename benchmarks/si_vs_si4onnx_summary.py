@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffad.bench.results import write_json
+
 
 def pooled(files: list[str]) -> dict:
     """Pooled agreement and per-mode median seconds over the images of ``files``."""
@@ -80,7 +82,7 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     out = pooled(args.files)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_json(args.out, out, indent=1)
     show = ("compared", "max_abs_diff", "all_regions_equal", "median_seconds")
     print(json.dumps({k: out[k] for k in show}, indent=1))
     return 0

@@ -28,6 +28,8 @@ from pyod.models.knn import KNN
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from diffad.bench.results import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": seeds,
         "rows": rows,
     }
-    Path(args.out).write_text(json.dumps(payload, indent=1))
+    write_json(args.out, payload, indent=1)
     return 0
 
 
