@@ -8,10 +8,13 @@ floor is a lower bound), measures this machine's single-thread float64 GEMM rate
 measured for diffad (CPU seconds / traced points) and for si4onnx (CPU seconds / pieces
 searched) in the given result files.
 
-``floor_ms`` = 2 · 5 · MACs · 2 FLOP / GEMM rate: no float64 engine that evaluates every piece
-can trace a point faster on this CPU. ``max_ratio_same_pieces`` = si4onnx's cost per piece
-over the floor: the largest speed-up over si4onnx any such engine can reach when both visit
-the same pieces.
+``floor_ms`` = 2 · 5 · MACs · 2 FLOP / GEMM rate: no float64 engine that runs all five calls for
+every piece can trace a point faster on this CPU. diffad's prefix cache lets a point skip the
+leading calls it shares with an earlier point; ``--probe-trials`` runs that many null p-values
+of ``si_validity.py`` (seed 0) per size with the cached models and records the U-Net calls
+actually run per traced point, giving ``floor_ms_cached`` = floor · calls per point / 5.
+``max_ratio_same_pieces`` = si4onnx's cost per piece over the (cached) floor: the largest
+speed-up over si4onnx such an engine can reach when both visit the same pieces.
 
 Example: ``python benchmarks/si_flop_floor.py --results benchmarks/results/si_vs_si4onnx_d8.json
 benchmarks/results/si_vs_si4onnx_d16.json benchmarks/results/si_vs_si4onnx_d32.json --out F.json``
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -86,12 +90,43 @@ def per_point_costs(path: Path) -> dict:
     }
 
 
+def calls_per_point(size: int, train_steps: int, trials: int) -> dict:
+    """U-Net calls run per traced point (prefix cache) over ``trials`` null p-values."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from si_models import get_localizer
+    from si_validity import LAM, draw_trial
+
+    from diffad.inference.selective import SelectiveTest
+
+    loc = get_localizer(size, train_steps, 0, verbose=False)
+    tester = SelectiveTest(loc, 1.0, lam=LAM, batch_size=16, device="cpu")
+    calls = points = done = trial = 0
+    c0 = time.process_time()
+    while done < trials:
+        res = tester.test(*draw_trial(size, 0.0, "iid", 0, trial))
+        trial += 1
+        if res.selected:
+            calls, points, done = calls + res.n_network_calls, points + res.n_pieces, done + 1
+    return {
+        "probe_p_values": done,
+        "probe_points": points,
+        "probe_calls_per_point": calls / points,
+        "probe_cpu_ms_per_point": 1e3 * (time.process_time() - c0) / points,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", nargs="+", required=True, help="si_vs_si4onnx JSON files")
     parser.add_argument("--calls", type=int, default=5, help="U-Net calls per reconstruction")
     parser.add_argument("--gemm-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--probe-trials", type=int, default=0)
+    parser.add_argument(
+        "--train-steps",
+        default="8:3000,16:3000,32:1000",
+        help="size:steps of the cached models used by --probe-trials",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -103,6 +138,12 @@ def main() -> None:
         floor_ms = 1e3 * 2 * args.calls * macs * 2 / (rate * 1e9)
         row["unet_macs_per_call"] = macs
         row["floor_ms"] = floor_ms
+        if args.probe_trials:
+            steps = dict(item.split(":") for item in args.train_steps.split(","))
+            budget = int(steps[str(row["size"])])
+            row.update(calls_per_point(row["size"], budget, args.probe_trials))
+            floor_ms *= row["probe_calls_per_point"] / args.calls
+            row["floor_ms_cached"] = floor_ms
         if row["diffad_ms_per_point"]:
             row["diffad_over_floor"] = row["diffad_ms_per_point"] / floor_ms
         if row["si4onnx_ms_per_piece"]:

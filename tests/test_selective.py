@@ -92,6 +92,18 @@ def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
     assert oc.p_value == pytest.approx(truncated_p_value(z, [[lo, hi]]))
 
 
+def test_prefix_cache_skips_network_calls_without_changing_the_result(localizer, pair):
+    kw = {"lam": LAM, "device": "cpu", "z_max": 3.0, "termination": "exhaustive"}
+    cached = SelectiveTest(localizer, 1.0, **kw)
+    plain = SelectiveTest(localizer, 1.0, **kw)
+    plain.reuse_prefix = False
+    with_cache, without = cached.test(*pair), plain.test(*pair)
+    np.testing.assert_allclose(with_cache.intervals, without.intervals, atol=1e-8)
+    calls = localizer.n_steps
+    assert without.n_network_calls == without.n_pieces * calls
+    assert with_cache.n_pieces <= with_cache.n_network_calls < with_cache.n_pieces * calls
+
+
 def test_early_stopping_rules(localizer, pair):
     full = SelectiveTest(
         localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive"

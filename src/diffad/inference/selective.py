@@ -60,6 +60,9 @@ class SelectiveTestResult:
         empty for the other methods.
     n_pieces : int
         Network pieces traced along the line.
+    n_network_calls : int
+        U-Net calls evaluated while tracing (the prefix cache lets a point skip the leading
+        calls it shares with an earlier one; without it: ``n_pieces`` × DDIM calls).
     seconds : float
         Wall-clock time of this test.
     p_value_bounds : tuple of float or None
@@ -78,6 +81,7 @@ class SelectiveTestResult:
     region_size: int
     intervals: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     n_pieces: int = 0
+    n_network_calls: int = 0
     seconds: float = 0.0
     p_value_bounds: tuple[float, float] | None = None
     message: str = ""
@@ -325,6 +329,7 @@ class SelectiveTest:
             result.intervals = np.array([[lo, hi]])
             result.p_value = truncated_p_value(z, result.intervals, self.alternative)
             result.n_pieces = 1
+            result.n_network_calls = len(tracer.steps)
             return
 
         cache = PrefixCache() if getattr(self, "reuse_prefix", True) else None
@@ -358,6 +363,9 @@ class SelectiveTest:
         result.p_value_bounds = found.p_bounds
         result.intervals = found.intervals
         result.n_pieces = found.n_evaluations
+        result.n_network_calls = (
+            cache.calls_run if cache is not None else found.n_evaluations * len(tracer.steps)
+        )
 
     def _permutation(self, x, ref, cov, z, tracer) -> float:
         lam = float(self.lam)
