@@ -165,7 +165,7 @@ SETTINGS = ("size", "delta", "cov", "seed", "termination", "precision", "train_s
 
 
 def previous_rows(path: Path, args: dict) -> list[dict]:
-    """Per-trial rows of an earlier run with the same settings (for ``--resume``)."""
+    """Per-trial rows of an earlier run with the same settings (``--resume``, ``--merge``)."""
     if not path.exists():
         return []
     doc = json.loads(path.read_text())
@@ -173,7 +173,7 @@ def previous_rows(path: Path, args: dict) -> list[dict]:
     old = doc.get("settings") or {k: doc[k] for k in SETTINGS if k in doc}
     differ = [k for k in SETTINGS if k in old and old[k] != args[k]]
     if differ:
-        raise SystemExit(f"--resume: {path} was made with other settings: {differ}")
+        raise SystemExit(f"{path} was made with other settings: {differ}")
     return list(doc.get("rows", []))
 
 
@@ -217,6 +217,19 @@ def main() -> None:
         action="store_true",
         help="keep the trials already in --out (same settings) and run only the missing ones",
     )
+    parser.add_argument(
+        "--first-trial",
+        type=int,
+        default=0,
+        help="run trials first-trial .. trials−1 (split one setting over several processes)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="only pool the trials of these result files (same settings) into --out",
+    )
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--termination", default="precision")
@@ -233,14 +246,24 @@ def main() -> None:
         qq_plot(json.loads(Path(ns.out).read_text()), Path(ns.out).with_suffix(".png"))
         return
     started = time.time()
-    torch.set_num_threads(1)
-    get_localizer(ns.size, ns.train_steps, 0)  # train once (cached) before timing
     machine = machine_info()
     out_path = Path(ns.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if ns.merge:
+        missing = [f for f in ns.merge if not Path(f).is_file()]
+        if missing:
+            raise SystemExit(f"--merge: no such result file: {missing}")
+        pooled = {r["trial"]: r for f in ns.merge for r in previous_rows(Path(f), args)}
+        doc = summarise(sorted(pooled.values(), key=lambda r: r["trial"]), args, started, machine)
+        doc["merged_from"] = ns.merge
+        write_json(out_path, doc, indent=1)
+        qq_plot(doc, out_path.with_suffix(".png"))
+        print(json.dumps({k: doc[k] for k in ("size", "delta", "tested", "rejection_rate")}))
+        return
+    torch.set_num_threads(1)
+    get_localizer(ns.size, ns.train_steps, 0)  # train once (cached) before timing
     rows = previous_rows(out_path, args) if ns.resume else []
     done = {r["trial"] for r in rows}
-    todo = [t for t in range(ns.trials) if t not in done]
+    todo = [t for t in range(ns.first_trial, ns.trials) if t not in done]
     chunks = [todo[s : s + ns.chunk] for s in range(0, len(todo), ns.chunk)]
     from joblib import Parallel, delayed
 
