@@ -130,12 +130,13 @@ class TraceResult:
 class PrefixCache:
     """States after each DDIM call of recently traced points of one line, for reuse.
 
-    The interval on which the first j network calls keep their decisions is much wider than
-    the final piece (the last calls flip first). A new point inside the cumulative interval
+    The interval on which the first j network calls keep their decisions can be wider than
+    the final piece. A new point inside the cumulative interval
     of the first j calls of a cached point starts at call j + 1 from that point's state
     moved along its (exact) slope, skipping j of the five U-Net evaluations. A ring buffer
     of ``capacity`` points; use one cache per line (a, b). ``calls_run`` / ``calls_needed``
-    count the U-Net calls evaluated / those a tracer without the cache would have evaluated.
+    count the U-Net calls evaluated / those a tracer without the cache would have evaluated
+    (with the synthetic-setting models of ``benchmarks/si_flop_floor.py`` it saves ~15 %).
     """
 
     def __init__(self, capacity: int = 512) -> None:
