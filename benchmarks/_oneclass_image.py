@@ -15,7 +15,6 @@ import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -177,5 +176,4 @@ def write_results(args: argparse.Namespace, title: str, start: float, payload: d
         "total_seconds": round(time.perf_counter() - start, 1),
         **payload,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result, indent=1)

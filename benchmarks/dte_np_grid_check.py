@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, payload, indent=1)
+    write_json(args.out, payload, indent=1)
     return 0
 
 

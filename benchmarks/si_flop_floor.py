@@ -32,9 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
-from diffad.diffusion.unet import UNet
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from si_models import get_localizer  # noqa: E402
+from si_validity import LAM, draw_trial  # noqa: E402
+
+from diffad.bench.machine import machine_info  # noqa: E402
+from diffad.bench.results import write_json  # noqa: E402
+from diffad.diffusion.unet import UNet  # noqa: E402
+from diffad.inference.selective import SelectiveTest  # noqa: E402
 
 
 def unet_macs(size: int, channels: int = 1) -> int:
@@ -92,12 +98,6 @@ def per_point_costs(path: Path) -> dict:
 
 def calls_per_point(size: int, train_steps: int, trials: int) -> dict:
     """U-Net calls run per traced point (prefix cache) over ``trials`` null p-values."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from si_models import get_localizer
-    from si_validity import LAM, draw_trial
-
-    from diffad.inference.selective import SelectiveTest
-
     loc = get_localizer(size, train_steps, 0, verbose=False)
     tester = SelectiveTest(loc, 1.0, lam=LAM, batch_size=16, device="cpu")
     calls = points = done = trial = 0
@@ -130,6 +130,10 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    budgets = {
+        int(size): int(steps)
+        for size, steps in (item.split(":") for item in args.train_steps.split(","))
+    }
     rate = gemm_gflops(args.gemm_size, args.repeats)
     rows = []
     for path in args.results:
@@ -139,9 +143,7 @@ def main() -> None:
         row["unet_macs_per_call"] = macs
         row["floor_ms"] = floor_ms
         if args.probe_trials:
-            steps = dict(item.split(":") for item in args.train_steps.split(","))
-            budget = int(steps[str(row["size"])])
-            row.update(calls_per_point(row["size"], budget, args.probe_trials))
+            row.update(calls_per_point(row["size"], budgets[row["size"]], args.probe_trials))
             floor_ms *= row["probe_calls_per_point"] / args.calls
             row["floor_ms_cached"] = floor_ms
         if row["diffad_ms_per_point"]:

@@ -71,6 +71,7 @@ def main() -> None:
     x, r = draw_trial(args.size, 0.0, args.cov, args.seed, args.trial)
     sigma = ar1_cov(args.size) if args.cov == "ar1" else np.eye(args.size * args.size)
     tester = SelectiveTest(loc, sigma, lam=LAM, batch_size=16, device="cpu")
+    machine = machine_info()
     t0 = time.perf_counter()
     res = tester.test(x, r)
     if not res.selected:
@@ -106,8 +107,8 @@ def main() -> None:
             [float(lo), float(hi)] for lo, hi in ivs if hi >= grid[0] and lo <= grid[-1]
         ],
         "seconds": time.perf_counter() - t0,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
+        "command": machine["command"],
+        "machine": machine,
     }
     write_json(args.out, doc)
     print({k: v for k, v in doc.items() if k not in ("machine", "intervals_within_grid")})

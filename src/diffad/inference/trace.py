@@ -134,15 +134,14 @@ class PrefixCache:
     the final piece. A new point inside the cumulative interval
     of the first j calls of a cached point starts at call j + 1 from that point's state
     moved along its (exact) slope, skipping j of the five U-Net evaluations. A ring buffer
-    of ``capacity`` points; use one cache per line (a, b). ``calls_run`` / ``calls_needed``
-    count the U-Net calls evaluated / those a tracer without the cache would have evaluated
-    (with the synthetic-setting models of ``benchmarks/si_flop_floor.py`` it saves ~15 %).
+    of ``capacity`` points; use one cache per line (a, b). ``calls_run`` counts the U-Net
+    calls evaluated; without the cache it would be points × calls (with the synthetic-setting
+    models of ``benchmarks/si_flop_floor.py`` the cache saves ~15 %).
     """
 
     def __init__(self, capacity: int = 512) -> None:
         self.capacity = int(capacity)
         self.calls_run = 0
-        self.calls_needed = 0
         self.size = 0
         self.next = 0
         self.z = np.zeros(self.capacity)
@@ -380,7 +379,6 @@ class ReconstructionTracer:
         skip, rec = cache.lookup(zn)
         skip = np.minimum(skip, steps - 1)
         cache.calls_run += int(np.sum(steps - skip))
-        cache.calls_needed += n * steps
         c, h, w = self.image_shape
         dev, f64 = self.device, torch.float64
         rec_lo = np.full((n, steps - 1), -np.inf)
