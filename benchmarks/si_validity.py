@@ -152,6 +152,11 @@ def summarise(rows: list[dict], args: dict, started: float, machine: dict) -> di
         out["median_seconds"] = float(np.median([r["seconds"] for r in tested]))
         out["mean_cpu_seconds"] = float(np.mean([r["cpu_seconds"] for r in tested]))
         out["max_p_bracket_width"] = float(max(r["p_bounds"][1] - r["p_bounds"][0] for r in tested))
+        # With a coarse precision stop the bracket of a p-value near α may straddle it: count
+        # the rejections that are certain and those that are possible.
+        certain = sum(r["p_bounds"][1] <= ALPHA for r in tested)
+        possible = sum(r["p_bounds"][0] <= ALPHA for r in tested)
+        out["parametric_rejection_rate_bounds"] = [certain / n, possible / n]
     out["mean_region_size"] = float(np.mean([r["region_size"] for r in tested])) if n else None
     out["wall_seconds"] = time.time() - started
     out["command"] = machine["command"]
