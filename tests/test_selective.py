@@ -95,8 +95,7 @@ def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
 def test_prefix_cache_skips_network_calls_without_changing_the_result(localizer, pair):
     kw = {"lam": LAM, "device": "cpu", "z_max": 3.0, "termination": "exhaustive"}
     cached = SelectiveTest(localizer, 1.0, **kw)
-    plain = SelectiveTest(localizer, 1.0, **kw)
-    plain.reuse_prefix = False
+    plain = SelectiveTest(localizer, 1.0, reuse_prefix=False, **kw)
     with_cache, without = cached.test(*pair), plain.test(*pair)
     np.testing.assert_allclose(with_cache.intervals, without.intervals, atol=1e-8)
     calls = localizer.n_steps

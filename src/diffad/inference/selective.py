@@ -169,6 +169,10 @@ class SelectiveTest:
         Parametric search range [−z_max, z_max] (widened to z_obs ± 5).
     batch_size : int
         Points traced per direction and round of the parametric search.
+    reuse_prefix : bool
+        Start a new point after the leading DDIM calls whose decisions it shares with an
+        earlier traced point (exact; :class:`~diffad.inference.trace.PrefixCache`).
+        ``False`` traces every call, for timing comparisons.
     alternative : {"two-sided", "abs"}
         Two-sided p-value definition (see :mod:`diffad.inference.truncnorm`).
     n_permutations : int
@@ -193,6 +197,7 @@ class SelectiveTest:
         alpha: float = 0.05,
         z_max: float = 10.0,
         batch_size: int = 16,
+        reuse_prefix: bool = True,
         alternative: str = "two-sided",
         n_permutations: int = 1000,
         random_state: int = 0,
@@ -210,6 +215,7 @@ class SelectiveTest:
         self.alpha = alpha
         self.z_max = z_max
         self.batch_size = batch_size
+        self.reuse_prefix = reuse_prefix
         self.alternative = alternative
         self.n_permutations = n_permutations
         self.random_state = random_state
@@ -332,7 +338,7 @@ class SelectiveTest:
             result.n_network_calls = len(tracer.steps)
             return
 
-        cache = PrefixCache() if getattr(self, "reuse_prefix", True) else None
+        cache = PrefixCache() if self.reuse_prefix else None
 
         def evaluate(zs: np.ndarray) -> list:
             tr = tracer.evaluate(a, b, zs, cache=cache)
