@@ -55,13 +55,8 @@ def timed(fn):
 
 def ablation(loc, x, r, tester, points: int = 32) -> dict:
     """ms per traced point of three tracer configurations on the same points."""
-    res = tester.test(x, r, "oc")
-    m = res.region.reshape(-1)
-    k = int(m.sum())
-    sd = np.sqrt(2.0 * k) / k
-    b = m / (k * sd)
-    a = x.reshape(-1) - res.z * b
-    zs = res.z + np.linspace(-0.5, 0.5, points)
+    a, b, z_obs, _ = tester.conditioning_line(x, r)
+    zs = z_obs + np.linspace(-0.5, 0.5, points)
     steps = ddim_timesteps(loc.t_start, loc.n_steps)
     noises = draw_reconstruction_noise((1, 1, *x.shape), steps, 0)
     out = {}
@@ -94,14 +89,9 @@ def walk(tester: SelectiveTest, x, r, pieces: int, batch: int = 4) -> dict:
     p-value does not fit the time budget; the width only gives a rough piece density."""
     from diffad.inference.trace import PrefixCache
 
-    res = tester.test(x, r, "oc")
-    m = res.region.reshape(-1)
-    k = int(m.sum())
-    sd = np.sqrt(2.0 * k) / k
-    b = m / (k * sd)
-    a = x.reshape(-1) - res.z * b
+    a, b, z_obs, region = tester.conditioning_line(x, r)
     tracer = tester._tracer((1, *x.shape))
-    cache, z, found, evals = PrefixCache(), res.z, set(), 0
+    cache, z, found, evals = PrefixCache(), z_obs, set(), 0
     c0, w0 = time.process_time(), time.perf_counter()
     while len(found) < pieces:
         widths = [hi - lo for lo, hi in found]
@@ -118,8 +108,8 @@ def walk(tester: SelectiveTest, x, r, pieces: int, batch: int = 4) -> dict:
     widths = [hi - lo for lo, hi in found]
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     return {
-        "region_size": k,
-        "z": res.z,
+        "region_size": int(region.sum()),
+        "z": z_obs,
         "evaluations": evals,
         "pieces": len(found),
         "cpu_ms_per_evaluation": 1000 * cpu / evals,

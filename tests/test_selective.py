@@ -149,6 +149,23 @@ def test_covariance_forms_agree(localizer, pair):
     assert 0.0 <= res.p_value <= 1.0
 
 
+def test_conditioning_line_passes_through_the_image_along_sigma_eta(localizer, pair):
+    x, r = pair
+    n = D * D
+    idx = np.arange(n)
+    ar1 = 0.5 ** np.abs(idx[:, None] - idx[None, :])
+    st = SelectiveTest(localizer, ar1, lam=LAM, device="cpu")
+    a, b, z_obs, region = st.conditioning_line(x, r)
+    np.testing.assert_allclose(a + b * z_obs, x.reshape(-1), atol=1e-12)
+    eta = region.reshape(-1) / region.sum()
+    # b = Σ η / (η' 2Σ η)^{1/2}: moving z by one shifts the statistic η'(X − X′) by one sd.
+    sd = np.sqrt(2.0 * eta @ ar1 @ eta)
+    np.testing.assert_allclose(b, ar1 @ eta / sd, rtol=1e-12)
+    assert z_obs == pytest.approx(st.test(x, r, "naive").z, rel=1e-12)
+    with pytest.raises(ValueError, match=NO_REGION):
+        SelectiveTest(localizer, 1.0, lam=1e6, device="cpu").conditioning_line(x, r)
+
+
 def test_empty_region_is_reported_not_nan(localizer, pair):
     res = SelectiveTest(localizer, 1.0, lam=1e6, device="cpu").test(*pair)
     assert res.p_value is None and res.message == NO_REGION and res.region_size == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -136,6 +136,21 @@ class _Covariance:
         if self.kind == "diagonal":
             return self.value * v
         return self.value @ v
+
+
+class _Line(NamedTuple):
+    """One test's inputs: the pair, Σ, the tracer, the selection and the line a + b·z."""
+
+    x: np.ndarray
+    ref: np.ndarray
+    cov: _Covariance
+    tracer: ReconstructionTracer
+    m_obs: np.ndarray
+    region: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    stat: float
+    z: float
 
 
 class SelectiveTest:
@@ -274,6 +289,57 @@ class SelectiveTest:
         return x.reshape(shape3), r.reshape(shape3), x.shape
 
     # ------------------------------------------------------------------ testing
+    def _line(self, image: Any, reference: Any) -> _Line | None:
+        """Everything the test conditions on, or None when no region is selected."""
+        self._check_params()
+        x, ref, shape = self._check_pair(image, reference)
+        tracer = self._tracer(x.shape)
+        cov = _Covariance(self.sigma, x.size, x.shape)
+        m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > float(self.lam)
+        size = int(m_obs.sum())
+        if size == 0:
+            return None
+        xf, rf = x.reshape(-1), ref.reshape(-1)
+        ones = m_obs.astype(np.float64)
+        s1 = cov.times(ones)
+        sd = float(np.sqrt(2.0 * ones @ s1)) / size
+        stat = float(xf[m_obs].mean() - rf[m_obs].mean())
+        z = stat / sd
+        # X(z) = a + b·z moves the image along the test direction with everything else
+        # (the component independent of the statistic) held at its observed value.
+        b = s1 / (size * sd)
+        a = xf - z * b
+        return _Line(x, ref, cov, tracer, m_obs, m_obs.reshape(shape), a, b, stat, z)
+
+    def conditioning_line(
+        self, image: Any, reference: Any
+    ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+        """The line X(z) = a + b·z in image space that the selective test searches along.
+
+        Parameters
+        ----------
+        image, reference : array-like
+            As for :meth:`test`.
+
+        Returns
+        -------
+        a, b : numpy.ndarray
+            Flattened (C·H·W,) intercept and direction; X(z_obs) is the image.
+        z_obs : float
+            The observed statistic.
+        region : numpy.ndarray
+            The selected region (bool, image shape).
+
+        Raises
+        ------
+        ValueError
+            When the selected region is empty (there is nothing to test).
+        """
+        line = self._line(image, reference)
+        if line is None:
+            raise ValueError(NO_REGION)
+        return line.a, line.b, line.z, line.region
+
     def test(self, image: Any, reference: Any, method: str = "parametric") -> SelectiveTestResult:
         """p-value for the region selected in ``image`` against ``reference``.
 
@@ -292,38 +358,26 @@ class SelectiveTest:
         start = time.perf_counter()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-        self._check_params()
-        x, ref, shape = self._check_pair(image, reference)
-        tracer = self._tracer(x.shape)
-        n = x.size
-        cov = _Covariance(self.sigma, n, x.shape)
-        lam = float(self.lam)
-        m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > lam
-        size = int(m_obs.sum())
-        region = m_obs.reshape(shape)
-        if size == 0:
+        line = self._line(image, reference)
+        if line is None:
+            region = np.zeros(np.shape(image), dtype=bool)
             return SelectiveTestResult(
                 method, None, None, None, None, region, 0,
                 seconds=time.perf_counter() - start, message=NO_REGION,
             )  # fmt: skip
-        xf, rf = x.reshape(-1), ref.reshape(-1)
-        ones = m_obs.astype(np.float64)
-        s1 = cov.times(ones)
-        sd = float(np.sqrt(2.0 * ones @ s1)) / size
-        stat = float(xf[m_obs].mean() - rf[m_obs].mean())
-        z = stat / sd
+        z = line.z
         naive = naive_p_value(z)
-        result = SelectiveTestResult(method, None, naive, stat, z, region, size)
+        result = SelectiveTestResult(
+            method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
+        )
         if method == "naive":
             result.p_value = naive
         elif method == "bonferroni":
-            result.p_value = bonferroni_p_value(z, n)
+            result.p_value = bonferroni_p_value(z, line.x.size)
         elif method == "permutation":
-            result.p_value = self._permutation(x, ref, cov, z, tracer)
+            result.p_value = self._permutation(line.x, line.ref, line.cov, z, line.tracer)
         else:
-            b = s1 / (size * sd)
-            a = xf - z * b
-            self._selective(result, tracer, a, b, z, m_obs, method)
+            self._selective(result, line.tracer, line.a, line.b, z, line.m_obs, method)
         result.seconds = time.perf_counter() - start
         return result
 
