@@ -7,7 +7,7 @@ change where some F_i crosses ±λ, and those points are solved for exactly. The
 therefore steps over network pieces only, never over the finer abs/threshold pieces.
 
 Parametric search walks outwards from z_obs in both directions. In batched mode each round
-traces many points at once (spaced by the typical piece width seen so far, skipping points
+traces many points at once (spaced a few typical piece widths apart, skipping points
 already covered), which turns the per-layer work into large GEMMs. After each round the
 p-value is bracketed: the contiguous explored range [l, r] is known exactly and the two
 unexplored tails (−∞, l) and (r, ∞) may or may not belong to the truncation set. The search
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import log_ndtr, logsumexp, ndtri
 
 from diffad.inference.truncnorm import log_interval_mass
 
@@ -208,6 +208,7 @@ def parametric_search(
     z_obs: float,
     z_max: float = 10.0,
     batch_size: int = 16,
+    spacing: float = 3.0,
     termination: str = "exhaustive",
     precision: float = 1e-3,
     alpha: float = 0.05,
@@ -228,6 +229,12 @@ def parametric_search(
         Explore [−z_max, z_max] (widened to contain z_obs ± 5).
     batch_size : int
         Points traced per direction and round (1 = classic sequential search).
+    spacing : float
+        Distance between the points of one round, in median widths of the recent pieces.
+        Piece widths vary, so at 1 about every other point lands in a piece an earlier point
+        of the same round already traced; at 3 such repeats are rare, and the gaps left
+        between points are filled in later rounds by points that each find a new piece
+        (``benchmarks/si_spacing.py``: 15–27 % fewer points and CPU than 1 at D = 8–32).
     termination : {"exhaustive", "precision", "decision"}
         When to stop (see the module docstring).
     precision : float
@@ -246,6 +253,8 @@ def parametric_search(
         raise ValueError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not (np.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"spacing must be > 0, got {spacing}")
     z_max = max(float(z_max), abs(z_obs) + 5.0)
     pieces: list[tuple[float, float]] = []
     accepted: list[tuple[float, float]] = []
@@ -253,6 +262,7 @@ def parametric_search(
     left = right = float(z_obs)
     n_eval = n_rounds = 0
     p, bounds = float("nan"), (0.0, 1.0)
+    log_known = -np.inf  # log probability mass of the truncation set found so far
 
     def eps(x: float) -> float:
         return step * max(1.0, abs(x))
@@ -275,10 +285,9 @@ def parametric_search(
                 return x
 
     def candidates(x: float, direction: int, limit: float, count: int) -> list[float]:
-        # Space the points by the typical piece width nearby: closer wastes traces on
-        # pieces already hit, wider leaves gaps for the next round.
+        # Space the points a few typical piece widths apart (see ``spacing``).
         w = widths[direction][-32:]
-        delta = float(np.median(w)) if w else 0.01
+        delta = spacing * float(np.median(w)) if w else 0.01
         out: list[float] = []
         cur = x + direction * eps(x)
         while len(out) < count and direction * (limit - cur) > 0:
@@ -299,19 +308,27 @@ def parametric_search(
             pts = [float(z_obs)]
             first = False
         else:
-            pts = []
             # Spend the round where the unexplored probability mass is: a side whose tail
             # is 10x lighter cannot move the p-value much and waits.
             m_right = float(log_ndtr(-right)) if right < z_max else -np.inf
             m_left = float(log_ndtr(left)) if left > -z_max else -np.inf
-            if m_right > -np.inf and m_right >= m_left - np.log(10.0):
-                pts += candidates(
-                    right, 1, z_max, batch_size if m_left > -np.inf else 2 * batch_size
-                )
-            if m_left > -np.inf and m_left >= m_right - np.log(10.0):
-                pts += candidates(
-                    left, -1, -z_max, batch_size if m_right > -np.inf else 2 * batch_size
-                )
+            # With the precision stop, a tail lighter than precision/10 of the known mass
+            # never has to be explored: no point of this round is placed in it.
+            reach = z_max
+            if termination == "precision" and np.isfinite(log_known):
+                reach = min(z_max, float(-ndtri(precision / 10 * np.exp(log_known))))
+            pts = []
+            for lim in (reach, z_max):  # the full range if the capped one has no room left
+                if m_right > -np.inf and m_right >= m_left - np.log(10.0):
+                    pts += candidates(
+                        right, 1, lim, batch_size if m_left > -np.inf else 2 * batch_size
+                    )
+                if m_left > -np.inf and m_left >= m_right - np.log(10.0):
+                    pts += candidates(
+                        left, -1, -lim, batch_size if m_right > -np.inf else 2 * batch_size
+                    )
+                if pts:
+                    break
             if not pts:
                 break
         results = evaluate(np.asarray(pts))
@@ -330,6 +347,7 @@ def parametric_search(
             tol=4 * step,
         )
         p, bounds = _p_bounds(known, z_obs, left, right, alternative)
+        log_known = float(np.logaddexp(*_log_masses(known, z_obs, alternative)))
         done = right >= z_max and left <= -z_max
         if termination == "precision" and bounds[1] - bounds[0] <= precision:
             done = True
