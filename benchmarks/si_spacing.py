@@ -1,0 +1,125 @@
+"""Points traced and CPU seconds per DAL-Test p-value for several candidate spacings.
+
+The batched parametric search places the points of one round ``spacing`` median piece widths
+apart (``diffad.inference.search.parametric_search``). This script runs the same null images
+of the validity benchmark (``si_validity.draw_trial``, seed 0) with each spacing and records,
+per image, the points traced, the CPU seconds and the p-value with its bracket, so the
+spacings can be compared on identical work: all runs must give the same p-value to within
+the precision of the stop.
+
+Example: ``python benchmarks/si_spacing.py --size 8 --trials 0,1,2,3,4,5 --spacings 1,3
+--out benchmarks/results/si_spacing_d8.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from si_models import get_localizer  # noqa: E402
+from si_validity import LAM, draw_trial  # noqa: E402
+
+import diffad.inference.selective as selective  # noqa: E402
+from diffad.bench.machine import machine_info  # noqa: E402
+from diffad.bench.results import write_json  # noqa: E402
+from diffad.inference.search import parametric_search  # noqa: E402
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every spacing on every trial; the search's spacing is swapped in for each run."""
+    torch.set_num_threads(1)
+    loc = get_localizer(args.size, args.train_steps, 0, verbose=False)
+    pairs = {t: draw_trial(args.size, 0.0, "iid", 0, t) for t in args.trials}
+    runs = {}
+    try:
+        for spacing in args.spacings:
+            selective.parametric_search = partial(parametric_search, spacing=spacing)
+            tester = selective.SelectiveTest(
+                loc,
+                1.0,
+                lam=LAM,
+                termination="precision",
+                precision=args.precision,
+                batch_size=args.batch_size,
+                device="cpu",
+            )
+            rows = []
+            for trial, (x, r) in pairs.items():
+                c0 = time.process_time()
+                res = tester.test(x, r, "parametric")
+                cpu = time.process_time() - c0
+                if not res.selected:
+                    continue
+                rows.append(
+                    {
+                        "trial": trial,
+                        "points": res.n_pieces,
+                        "network_calls": res.n_network_calls,
+                        "cpu_seconds": cpu,
+                        "p_value": res.p_value,
+                        "p_bounds": list(res.p_value_bounds),
+                    }
+                )
+            runs[str(spacing)] = {
+                "rows": rows,
+                "total_points": int(sum(r["points"] for r in rows)),
+                "total_cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
+            }
+            print(spacing, runs[str(spacing)]["total_points"], flush=True)
+    finally:
+        selective.parametric_search = parametric_search
+    base = runs[str(args.spacings[0])]
+    for run_ in runs.values():
+        run_["points_vs_first"] = run_["total_points"] / base["total_points"]
+        run_["cpu_vs_first"] = run_["total_cpu_seconds"] / base["total_cpu_seconds"]
+        run_["max_abs_p_diff_vs_first"] = float(
+            max(
+                abs(a["p_value"] - b["p_value"])
+                for a, b in zip(run_["rows"], base["rows"], strict=True)
+            )
+        )
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8)
+    parser.add_argument("--trials", default="0,1,2,3,4,5", help="comma-separated trial numbers")
+    parser.add_argument("--spacings", default="1,3", help="comma-separated; the first is the base")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--precision", type=float, default=1e-3)
+    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    args.trials = [int(t) for t in args.trials.split(",")]
+    args.spacings = [float(s) for s in args.spacings.split(",")]
+    machine = machine_info()
+    runs = run(args)
+    doc = {
+        "size": args.size,
+        "trials": args.trials,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "spacings": runs,
+        "command": machine["command"],
+        "machine": machine,
+    }
+    write_json(Path(args.out), doc, indent=1)
+    print(
+        json.dumps(
+            {s: {k: v for k, v in r.items() if k != "rows"} for s, r in runs.items()},
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
