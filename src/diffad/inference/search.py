@@ -234,7 +234,7 @@ def parametric_search(
         Piece widths vary, so at 1 about every other point lands in a piece an earlier point
         of the same round already traced; at 3 such repeats are rare, and the gaps left
         between points are filled in later rounds by points that each find a new piece
-        (``benchmarks/si_spacing.py``: 15–27 % fewer points and CPU than 1 at D = 8–32).
+        (``benchmarks/si_spacing.py``, D = 8 and 16: 16–18 % fewer points than 1).
     termination : {"exhaustive", "precision", "decision"}
         When to stop (see the module docstring).
     precision : float
