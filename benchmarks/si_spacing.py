@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,55 +26,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from si_models import get_localizer  # noqa: E402
 from si_validity import LAM, draw_trial  # noqa: E402
 
-import diffad.inference.selective as selective  # noqa: E402
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.inference.search import parametric_search  # noqa: E402
+from diffad.inference.selective import SelectiveTest  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Every spacing on every trial; the search's spacing is swapped in for each run."""
+    """Every spacing on every trial."""
     torch.set_num_threads(1)
     loc = get_localizer(args.size, args.train_steps, 0, verbose=False)
     pairs = {t: draw_trial(args.size, 0.0, "iid", 0, t) for t in args.trials}
     runs = {}
-    try:
-        for spacing in args.spacings:
-            selective.parametric_search = partial(parametric_search, spacing=spacing)
-            tester = selective.SelectiveTest(
-                loc,
-                1.0,
-                lam=LAM,
-                termination="precision",
-                precision=args.precision,
-                batch_size=args.batch_size,
-                device="cpu",
+    for spacing in args.spacings:
+        tester = SelectiveTest(
+            loc,
+            1.0,
+            lam=LAM,
+            termination="precision",
+            precision=args.precision,
+            batch_size=args.batch_size,
+            spacing=spacing,
+            device="cpu",
+        )
+        rows = []
+        for trial, (x, r) in pairs.items():
+            c0 = time.process_time()
+            res = tester.test(x, r, "parametric")
+            cpu = time.process_time() - c0
+            if not res.selected:
+                continue
+            rows.append(
+                {
+                    "trial": trial,
+                    "points": res.n_pieces,
+                    "network_calls": res.n_network_calls,
+                    "cpu_seconds": cpu,
+                    "p_value": res.p_value,
+                    "p_bounds": list(res.p_value_bounds),
+                }
             )
-            rows = []
-            for trial, (x, r) in pairs.items():
-                c0 = time.process_time()
-                res = tester.test(x, r, "parametric")
-                cpu = time.process_time() - c0
-                if not res.selected:
-                    continue
-                rows.append(
-                    {
-                        "trial": trial,
-                        "points": res.n_pieces,
-                        "network_calls": res.n_network_calls,
-                        "cpu_seconds": cpu,
-                        "p_value": res.p_value,
-                        "p_bounds": list(res.p_value_bounds),
-                    }
-                )
-            runs[str(spacing)] = {
-                "rows": rows,
-                "total_points": int(sum(r["points"] for r in rows)),
-                "total_cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
-            }
-            print(spacing, runs[str(spacing)]["total_points"], flush=True)
-    finally:
-        selective.parametric_search = parametric_search
+        runs[str(spacing)] = {
+            "rows": rows,
+            "total_points": int(sum(r["points"] for r in rows)),
+            "total_cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
+        }
+        print(spacing, runs[str(spacing)]["total_points"], flush=True)
     base = runs[str(args.spacings[0])]
     for run_ in runs.values():
         run_["points_vs_first"] = run_["total_points"] / base["total_points"]

@@ -184,6 +184,9 @@ class SelectiveTest:
         Parametric search range [−z_max, z_max] (widened to z_obs ± 5).
     batch_size : int
         Points traced per direction and round of the parametric search.
+    spacing : float
+        Distance between the points of one round, in median piece widths (see
+        :func:`~diffad.inference.search.parametric_search`).
     reuse_prefix : bool
         Start a new point after the leading DDIM calls whose decisions it shares with an
         earlier traced point (exact; :class:`~diffad.inference.trace.PrefixCache`).
@@ -212,6 +215,7 @@ class SelectiveTest:
         alpha: float = 0.05,
         z_max: float = 10.0,
         batch_size: int = 16,
+        spacing: float = 3.0,
         reuse_prefix: bool = True,
         alternative: str = "two-sided",
         n_permutations: int = 1000,
@@ -230,6 +234,7 @@ class SelectiveTest:
         self.alpha = alpha
         self.z_max = z_max
         self.batch_size = batch_size
+        self.spacing = spacing
         self.reuse_prefix = reuse_prefix
         self.alternative = alternative
         self.n_permutations = n_permutations
@@ -412,6 +417,7 @@ class SelectiveTest:
             z,
             z_max=float(self.z_max),
             batch_size=int(self.batch_size),
+            spacing=float(self.spacing),
             termination=self.termination,
             precision=float(self.precision),
             alpha=float(self.alpha),
