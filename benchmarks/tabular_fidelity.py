@@ -117,6 +117,21 @@ def _stats(rows: list[dict]) -> dict:
     }
 
 
+def _seeds_label(records) -> str:
+    """The seeds behind a method's set means, e.g. ``0,1,2`` or, when a run was cut short and
+    the sets have different seeds, ``0,1,2 (20 sets); 0 (13 sets)``."""
+    by_family: dict[str, set] = defaultdict(set)
+    for r in records:
+        by_family[r["family"]].add(r["seed"])
+    groups: dict[tuple, int] = defaultdict(int)
+    for seeds in by_family.values():
+        groups[tuple(sorted(seeds))] += 1
+    if len(groups) == 1:
+        return ",".join(str(s) for s in next(iter(groups)))
+    parts = sorted(groups.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+    return "; ".join(f"{','.join(str(s) for s in k)} ({n} sets)" for k, n in parts)
+
+
 def _label(key: str) -> str:
     """Table name of a method key: ``dte-c`` -> ``DTE-C``, ``dte-c|double softmax`` ->
     ``DTE-C (double softmax)``."""
@@ -166,6 +181,7 @@ def cmd_summarize(args: argparse.Namespace) -> int:
                 table[r["family"]][m] = r
             st = _stats(rows)
             st["seeds"] = sorted({s for (_, s) in by_pm[(protocol, m)]})
+            st["seeds_label"] = _seeds_label(by_pm[(protocol, m)].values())
             st["sources"] = sorted(sources[(protocol, m)])
             per_method[m] = st
             per_method[m]["rows"] = rows
@@ -179,9 +195,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             st = per_method[m]
             if st["n_sets"] == 0:
                 continue
-            seeds = ",".join(str(s) for s in st["seeds"])
             lines.append(
-                f"| {_label(m)} | {seeds} | {st['n_sets']} | {st['within_2']}/{st['n_sets']} "
+                f"| {_label(m)} | {st['seeds_label']} | {st['n_sets']} | {st['within_2']}/{st['n_sets']} "
                 f"({100 * st['share_within_2']:.0f} %) | {st['mean_ours']:.2f} | "
                 f"{st['mean_published']:.2f} | {st['mean_diff']:+.2f} |"
             )
