@@ -196,7 +196,8 @@ def cmd_summarize(args: argparse.Namespace) -> int:
             if st["n_sets"] == 0:
                 continue
             lines.append(
-                f"| {_label(m)} | {st['seeds_label']} | {st['n_sets']} | {st['within_2']}/{st['n_sets']} "
+                f"| {_label(m)} | {st['seeds_label']} | {st['n_sets']} | "
+                f"{st['within_2']}/{st['n_sets']} "
                 f"({100 * st['share_within_2']:.0f} %) | {st['mean_ours']:.2f} | "
                 f"{st['mean_published']:.2f} | {st['mean_diff']:+.2f} |"
             )
