@@ -49,8 +49,36 @@ def test_two_or_fewer_features_rejected(d):
         DTEInverseGamma(verbose=False).fit(X)
 
 
-def test_default_schedule_is_batch_256_capped_at_8000_steps():
+def test_auto_schedule_is_paper_while_affordable_then_fast():
     det = DTEInverseGamma()
-    assert (det.epochs, det.batch_size, det.lr, det.max_steps) == (400, 256, 4e-4, 8000)
-    paper = DTEInverseGamma.paper_settings()
-    assert (paper.epochs, paper.batch_size, paper.lr, paper.max_steps) == (400, 64, 1e-4, None)
+    paper = {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None}
+    fast = {"epochs": 400, "batch_size": 256, "lr": 4e-4, "max_steps": 8000}
+    # 400 epochs of ceil(3200 / 64) = 50 steps is exactly the 20 000-step budget.
+    assert det._training_schedule(3200) == paper and det.schedule_name(3200) == "paper"
+    assert det._training_schedule(3201) == fast and det.schedule_name(3201) == "fast"
+    assert DTEInverseGamma(schedule="fast")._training_schedule(100) == fast
+    assert DTEInverseGamma(schedule="paper")._training_schedule(50_000) == paper
+    assert DTEInverseGamma.paper_settings()._training_schedule(50_000) == paper
+
+
+def test_explicit_values_override_the_schedule():
+    det = DTEInverseGamma(schedule="fast", lr=1e-3, max_steps=None)
+    assert det._training_schedule(50_000) == {
+        "epochs": 400,
+        "batch_size": 256,
+        "lr": 1e-3,
+        "max_steps": None,
+    }
+
+
+def test_fit_records_the_schedule_it_trained_with():
+    X = np.random.default_rng(0).normal(size=(100, 4))
+    det = DTEInverseGamma(hidden_sizes=(8, 8), epochs=2, verbose=False).fit(X)
+    assert det.training_schedule_ == {"epochs": 2, "batch_size": 64, "lr": 1e-4, "max_steps": None}
+    assert det.n_steps_ == 2 * 2  # ceil(100 / 64) = 2 steps an epoch
+
+
+def test_unknown_schedule_rejected():
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(ValueError, match="schedule must be"):
+        DTEInverseGamma(schedule="slow", verbose=False).fit(X)

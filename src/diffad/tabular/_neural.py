@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -122,8 +123,20 @@ class NeuralTabularDetector(TabularDetector):
         the step-capped default; ``overrides`` set any other parameter."""
         return cls(**{**cls.PAPER_TRAINING, **overrides})
 
+    def _training_schedule(self, n_rows: int) -> dict[str, Any]:
+        """The ``epochs``, ``batch_size``, ``lr`` and ``max_steps`` to train on ``n_rows`` rows;
+        subclasses that choose them from the data size override this."""
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "max_steps": self.max_steps,
+        }
+
     def _fit_standardised(self, Z: np.ndarray) -> np.ndarray:
-        self._check_training_params()
+        schedule = self._training_schedule(Z.shape[0])
+        self._check_training_params(schedule)
+        self.training_schedule_ = schedule
         device = resolve_device(self.device)
         devices = [device] if device.type == "cuda" else []
         data = torch.as_tensor(Z, dtype=torch.float32, device=device)
@@ -138,11 +151,8 @@ class NeuralTabularDetector(TabularDetector):
                 self.network_,
                 data,
                 self._loss,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
+                **schedule,
                 weight_decay=self.weight_decay,
-                max_steps=self.max_steps,
                 generator=generator,
                 verbose=self.verbose,
                 desc=type(self).__name__,
@@ -153,19 +163,16 @@ class NeuralTabularDetector(TabularDetector):
     def _drop_last(self, n_rows: int) -> bool:
         return False
 
-    def _check_training_params(self) -> None:
+    def _check_training_params(self, schedule: dict[str, Any]) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
+            value = schedule[name]
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.max_steps is not None and (
-            not isinstance(self.max_steps, int | np.integer) or self.max_steps < 1
-        ):
-            raise ValueError(
-                f"max_steps must be None or a positive integer, got {self.max_steps!r}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        max_steps = schedule["max_steps"]
+        if max_steps is not None and (not isinstance(max_steps, int | np.integer) or max_steps < 1):
+            raise ValueError(f"max_steps must be None or a positive integer, got {max_steps!r}")
+        if not isinstance(schedule["lr"], numbers.Real) or not schedule["lr"] > 0:
+            raise ValueError(f"lr must be a number > 0, got {schedule['lr']!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,12 +17,20 @@ from diffad.tabular._neural import NeuralTabularDetector
 #: Added to β̂ inside the log, as published, so that β̂ = 0 does not give -inf.
 _LOG_EPS = 1e-5
 
-#: Default training budget of DTE-IG (see ``DTEInverseGamma``): 4x the published batch with 4x
-#: its learning rate, the published 400 epochs, at most 8 000 steps. Measured by
-#: ``benchmarks/tabular_dteig_schedule.py`` (ROC-AUC and fit CPU-s on skin and donors).
-IG_DEFAULT_MAX_STEPS = 8_000
-IG_DEFAULT_BATCH_SIZE = 256
-IG_DEFAULT_LR = 4e-4
+#: Training schedules of DTE-IG by name (see ``DTEInverseGamma``). ``paper`` is the published
+#: 400 epochs of batch 64 at lr 1e-4; ``fast`` uses 4x the batch with 4x the lr, capped at
+#: 8 000 steps, measured by ``benchmarks/tabular_dteig_schedule.py`` (ROC-AUC and fit CPU-s on
+#: skin and donors).
+IG_SCHEDULES: dict[str, dict[str, Any]] = {
+    "paper": {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None},
+    "fast": {"epochs": 400, "batch_size": 256, "lr": 4e-4, "max_steps": 8_000},
+}
+
+#: ``schedule="auto"`` trains with ``paper`` while it needs at most this many steps (up to
+#: 3 200 training rows) and with ``fast`` above. 20 000 steps of batch 64 cost about as much
+#: CPU time as the 8 000 steps of batch 256 of ``fast`` (about 4.5 ms against 12.5 ms a step
+#: on one thread), so the published schedule is kept wherever it is no dearer than the cap.
+IG_PAPER_STEP_BUDGET = 20_000
 
 
 class DTEInverseGamma(NeuralTabularDetector):
@@ -42,26 +52,33 @@ class DTEInverseGamma(NeuralTabularDetector):
     hidden_sizes, dropout, T, beta_start, beta_end, weight_decay, score_batch_size,
     contamination, device, random_state, verbose
         As for :class:`DTECategorical` (same network body).
-    epochs, batch_size, lr, max_steps
-        Default: 400 epochs of batch 256 at lr 4e-4 (4x the published batch and lr), capped
-        at 8 000 gradient steps (binds on sets with more than 5 120 training rows; about
-        100 CPU-s of training on one thread). The inverse-Gamma loss weighs β̂ by 1/σ_t², up
-        to 1e4 at t = 0, so its gradients are noisy and the published schedule (400 epochs of
-        batch 64 at lr 1e-4, ~124 000 steps on a 20 000-row set) needs far more steps than
-        DTE-C. Measured on the ``semi-paper`` split, seed 0 (skin / donors ROC-AUC, published
-        98.7 / 99.2): 3 000 steps of batch 64 at lr 1e-4 (the former default) 60.4 / 87.5;
-        30 000 such steps 88.7 / 99.2 (160 CPU-s); 10 000 steps of batch 64 at lr 4e-4
-        87.3 / 96.1; these defaults 95.5 / 99.5 (``benchmarks/results/
-        tabular_dteig_schedule.json``). Over the 33 Classical sets the seed-0 mean ROC-AUC
-        is 80.87 (published 80.59); seed 1 at these defaults gives 79.14, so the gain over
-        the published mean is within DTE-IG's seed-to-seed spread. Some smaller sets lose
-        (Waveform 72.8 -> 63.3, both seeds).
-        :meth:`paper_settings` restores the published schedule.
+    schedule : {"auto", "paper", "fast"}
+        Training schedule (``IG_SCHEDULES``). ``paper``: the published 400 epochs of batch 64
+        at lr 1e-4, without a step cap. ``fast``: 400 epochs of batch 256 at lr 4e-4, capped
+        at 8 000 gradient steps (about 100 CPU-s on one thread). ``auto`` (default): ``paper``
+        when it needs at most ``IG_PAPER_STEP_BUDGET`` = 20 000 steps (up to 3 200 training
+        rows), ``fast`` above. The inverse-Gamma loss weighs β̂ by 1/σ_t², up to 1e4 at t = 0,
+        so its gradients are noisy and large sets need many steps: the published schedule
+        takes ~124 000 steps on a 20 000-row set. On the ``semi-paper`` split, seed 0 (skin /
+        donors ROC-AUC, published 98.7 / 99.2): 3 000 steps of batch 64 at lr 1e-4 gave
+        60.4 / 87.5; 30 000 such steps 88.7 / 99.2 (160 CPU-s); ``fast`` 95.5 / 99.5
+        (``benchmarks/results/tabular_dteig_schedule.json``). On small sets ``fast`` trains
+        only a few hundred steps and loses (Waveform, seed 0: 72.3 with ``paper``, 10 800
+        steps; 63.3 with ``fast``, 2 800 steps; ``benchmarks/results/
+        tabular_defaults_dte-ig_summary.json``), hence ``auto``.
+    epochs, batch_size, lr : int, int, float, optional
+        Explicit values override the schedule's; ``None`` takes them from ``schedule``.
+    max_steps : int, None or "auto"
+        Step cap: an int caps, ``None`` means no cap, ``"auto"`` (default) takes the
+        schedule's. :meth:`paper_settings` is ``schedule="paper"`` with the published values
+        set explicitly.
 
     Attributes
     ----------
     alpha_ : float
         The inverse-Gamma shape d/2 − 1.
+    training_schedule_ : dict
+        The ``epochs``, ``batch_size``, ``lr`` and ``max_steps`` ``fit`` trained with.
     network_, loss_history_, decision_scores_, threshold_, labels_
         As for :class:`DTECategorical`.
     """
@@ -73,11 +90,12 @@ class DTEInverseGamma(NeuralTabularDetector):
         T: int = 400,
         beta_start: float = 1e-4,
         beta_end: float = 1e-2,
-        epochs: int = 400,
-        batch_size: int = IG_DEFAULT_BATCH_SIZE,
-        lr: float = IG_DEFAULT_LR,
+        schedule: str = "auto",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
         weight_decay: float = 5e-4,
-        max_steps: int | None = IG_DEFAULT_MAX_STEPS,
+        max_steps: int | None | str = "auto",
         score_batch_size: int = 4096,
         contamination: float = 0.1,
         device: str = "auto",
@@ -90,6 +108,7 @@ class DTEInverseGamma(NeuralTabularDetector):
         self.T = T
         self.beta_start = beta_start
         self.beta_end = beta_end
+        self.schedule = schedule
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -109,6 +128,32 @@ class DTEInverseGamma(NeuralTabularDetector):
             )
         if not isinstance(self.T, int | np.integer) or self.T < 1:
             raise ValueError(f"T must be a positive integer, got {self.T!r}")
+
+    @classmethod
+    def paper_settings(cls, **overrides: Any) -> DTEInverseGamma:
+        """An instance with the published training schedule (``schedule="paper"``);
+        ``overrides`` set any other parameter."""
+        return cls(**{"schedule": "paper", **cls.PAPER_TRAINING, **overrides})
+
+    def schedule_name(self, n_rows: int) -> str:
+        """The named schedule ``fit`` uses on ``n_rows`` training rows: ``schedule`` itself,
+        or for ``"auto"`` the one chosen by ``IG_PAPER_STEP_BUDGET``."""
+        if self.schedule == "auto":
+            paper = IG_SCHEDULES["paper"]
+            paper_steps = paper["epochs"] * math.ceil(n_rows / paper["batch_size"])
+            return "paper" if paper_steps <= IG_PAPER_STEP_BUDGET else "fast"
+        if self.schedule not in IG_SCHEDULES:
+            raise ValueError(f"schedule must be 'auto', 'paper' or 'fast', got {self.schedule!r}")
+        return self.schedule
+
+    def _training_schedule(self, n_rows: int) -> dict[str, Any]:
+        schedule = dict(IG_SCHEDULES[self.schedule_name(n_rows)])
+        for name in ("epochs", "batch_size", "lr"):
+            if getattr(self, name) is not None:
+                schedule[name] = getattr(self, name)
+        if not (isinstance(self.max_steps, str) and self.max_steps == "auto"):
+            schedule["max_steps"] = self.max_steps
+        return schedule
 
     @property
     def alpha_(self) -> float:
