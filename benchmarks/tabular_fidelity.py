@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
     from diffad.bench.machine import machine_info
-    from diffad.bench.methods import parse_methods
+    from diffad.bench.methods import NEURAL_METHODS, parse_methods
     from diffad.bench.tabular import run_tabular, select_files
 
     torch.set_num_threads(args.threads)
@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     files = select_files(args.data_dir, datasets)
     params: dict[str, dict] = {}
     if args.epochs is not None:
-        params = {m: {"epochs": args.epochs} for m in ("dte-ig", "dte-c", "ddpm")}
+        params = {m: {"epochs": args.epochs} for m in NEURAL_METHODS}
     variant = None
     if args.dte_c_double_softmax:
         params.setdefault("dte-c", {})["double_softmax"] = True
@@ -135,10 +135,10 @@ def _seeds_label(records) -> str:
 def _label(key: str) -> str:
     """Table name of a method key: ``dte-c`` -> ``DTE-C``, ``dte-c|double softmax`` ->
     ``DTE-C (double softmax)``."""
-    from diffad.bench.methods import METHODS
+    from diffad.bench.methods import LABELS
 
     method, _, variant = key.partition("|")
-    return METHODS[method] + (f" ({variant})" if variant else "")
+    return LABELS[method] + (f" ({variant})" if variant else "")
 
 
 def cmd_summarize(args: argparse.Namespace) -> int:

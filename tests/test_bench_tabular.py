@@ -117,3 +117,27 @@ def test_embedding_sets_work(tmp_path):
     recs = run_tabular(files, "semi-paper", ["knn"], [0], verbose=False)
     assert recs[0]["family"] == "MVTec-AD" and recs[0]["n_features"] == 512
     assert recs[0]["n_train"] + recs[0]["n_test"] == 1000  # 102 rows oversampled
+
+
+def test_dte_c_ds_is_dte_c_with_double_softmax_against_published_dte_c():
+    pytest.importorskip("diffad.tabular")
+    from diffad.bench.methods import make_detector
+
+    det = make_detector("dte-c-ds", seed=3, epochs=5)
+    assert type(det).__name__ == "DTECategorical"
+    assert det.double_softmax is True and det.random_state == 3 and det.epochs == 5
+    assert make_detector("dte-c", seed=3).double_softmax is False
+    recs = [
+        {
+            "family": "cardio",
+            "method": m,
+            "seed": 0,
+            "file": "6_cardio.npz",
+            "roc_auc": 0.9,
+            "protocol": "semi-paper",
+        }
+        for m in ("dte-c", "dte-c-ds")
+    ]
+    published = {"semi": {"cardio": {"DTE-C": (87.0, 1.0)}}}
+    rows = {r["method"]: r for r in summarize(recs, published=published)}
+    assert rows["dte-c-ds"]["published"] == rows["dte-c"]["published"] == 87.0

@@ -13,6 +13,7 @@ METHODS: dict[str, str] = {
     "dte-np": "DTE-NP",
     "dte-ig": "DTE-IG",
     "dte-c": "DTE-C",
+    "dte-c-ds": "DTE-C",
     "ddpm": "DDPM",
     "knn": "KNN",
     "iforest": "IForest",
@@ -21,12 +22,23 @@ METHODS: dict[str, str] = {
 }
 """Command-line name -> the method's name in the published DTE results."""
 
+LABELS: dict[str, str] = {**METHODS, "dte-c-ds": "DTE-C (double softmax)"}
+"""Command-line name -> table label; ``dte-c-ds`` is DTE-C with the published code's loss
+(``double_softmax=True``), compared with the published DTE-C numbers."""
+
 _DIFFAD_CLASSES = {
     "dte-np": "DTENonParametric",
     "dte-ig": "DTEInverseGamma",
     "dte-c": "DTECategorical",
+    "dte-c-ds": "DTECategorical",
     "ddpm": "DDPMDetector",
 }
+
+#: Constructor arguments a method name implies.
+_FIXED_PARAMS: dict[str, dict[str, Any]] = {"dte-c-ds": {"double_softmax": True}}
+
+#: The methods that train a network (they take ``epochs``).
+NEURAL_METHODS = ("dte-ig", "dte-c", "dte-c-ds", "ddpm")
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -77,7 +89,7 @@ def make_detector(name: str, seed: int, device: str = "auto", verbose: bool = Fa
         unknown = sorted(set(params) - set(accepted))
         if unknown:
             raise ValueError(f"{name} does not take parameter(s) {unknown}")
-        return cls(**kwargs, **params)
+        return cls(**kwargs, **{**params, **_FIXED_PARAMS.get(name, {})})
     if name == "knn":
         from pyod.models.knn import KNN
 

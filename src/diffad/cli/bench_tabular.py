@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--methods",
         default="dte-np,knn",
-        help=f"comma-separated, from: {','.join(METHODS)} (default: dte-np,knn)",
+        help=f"comma-separated, from: {','.join(METHODS)} (default: dte-np,knn); dte-c-ds is "
+        "DTE-C with the published code's double-softmax loss",
     )
     p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0-4)")
     p.add_argument("--out", required=True, help="JSON file to write")
@@ -80,7 +81,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, write ``--out`` and print the summary table."""
     from diffad.bench.machine import machine_info
-    from diffad.bench.methods import parse_methods
+    from diffad.bench.methods import NEURAL_METHODS, parse_methods
     from diffad.bench.results import write_json
     from diffad.bench.tabular import (
         load_published,
@@ -97,11 +98,7 @@ def run(args: argparse.Namespace) -> int:
     published = load_published(args.anchors) if args.anchors else None
     if args.epochs is not None and args.epochs < 1:
         raise ValueError("--epochs must be >= 1")
-    params = (
-        {m: {"epochs": args.epochs} for m in ("dte-ig", "dte-c", "ddpm")}
-        if args.epochs is not None
-        else {}
-    )
+    params = {m: {"epochs": args.epochs} for m in NEURAL_METHODS} if args.epochs is not None else {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = run_tabular(
