@@ -53,10 +53,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     params: dict[str, dict] = {}
     if args.epochs is not None:
         params = {m: {"epochs": args.epochs} for m in NEURAL_METHODS}
-    variant = None
+    variants = []
     if args.dte_c_double_softmax:
         params.setdefault("dte-c", {})["double_softmax"] = True
-        variant = "double softmax"
+        variants.append("double softmax")
+    if args.dte_ig_beta_link != "square":
+        params.setdefault("dte-ig", {})["beta_link"] = args.dte_ig_beta_link
+        variants.append(f"{args.dte_ig_beta_link} link")
+    variant = ", ".join(variants) or None
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"tabular_fidelity_{args.protocol}_{args.tag}.json"
     records: list[dict] = []
@@ -236,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="DTE-C with double_softmax=True (the published code's loss); the JSON records "
         "it as variant 'double softmax' and the summary keeps it apart from the defaults",
+    )
+    run.add_argument(
+        "--dte-ig-beta-link",
+        choices=["square", "softplus"],
+        default="square",
+        help="DTE-IG's map from network output to beta (default: the published square); any "
+        "other is recorded as variant '<link> link' and kept apart in the summary",
     )
     run.add_argument("--device", default="auto")
     run.add_argument("--threads", type=int, default=1)

@@ -82,3 +82,16 @@ def test_unknown_schedule_rejected():
     X = np.random.default_rng(0).normal(size=(30, 4))
     with pytest.raises(ValueError, match="schedule must be"):
         DTEInverseGamma(schedule="slow", verbose=False).fit(X)
+
+
+def test_softplus_link_scores_softplus_of_output_and_bad_link_rejected():
+    X = np.random.default_rng(0).normal(size=(120, 6))
+    det = DTEInverseGamma(
+        hidden_sizes=(16, 16), beta_link="softplus", max_steps=30, batch_size=32, verbose=False
+    ).fit(X)
+    Z = torch.as_tensor(det._standardise(X), dtype=torch.float32)
+    with torch.no_grad():
+        s = det.network_(Z).squeeze(1).double().numpy()
+    np.testing.assert_allclose(det.decision_function(X), np.logaddexp(0.0, s) / 3.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="beta_link"):
+        DTEInverseGamma(beta_link="exp", verbose=False).fit(X)

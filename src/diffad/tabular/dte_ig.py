@@ -32,13 +32,20 @@ IG_SCHEDULES: dict[str, dict[str, Any]] = {
 #: on one thread), so the published schedule is kept wherever it is no dearer than the cap.
 IG_PAPER_STEP_BUDGET = 20_000
 
+#: Maps from the network output s to the inverse-Gamma scale β̂ (see ``beta_link``).
+_BETA_LINKS = {
+    "square": lambda s: s.pow(2),
+    "softplus": torch.nn.functional.softplus,
+}
+
 
 class DTEInverseGamma(NeuralTabularDetector):
     """DTE-IG (Livernoche et al., ICLR 2024): an MLP predicts the scale β of the inverse-Gamma
     posterior InvGamma(α = d/2 − 1, β) over the noise variance σ_t² of a noisy row.
 
-    The network outputs s and β̂ = s². Training maximises the inverse-Gamma log-density of the
-    true σ_t² = 1 − ᾱ_t up to terms free of β: loss = −mean[α·log(β̂ + 1e-5) − β̂/σ_t²].
+    The network outputs s and β̂ = s² (see ``beta_link``). Training maximises the
+    inverse-Gamma log-density of the true σ_t² = 1 − ᾱ_t up to terms free of β:
+    loss = −mean[α·log(β̂ + 1e-5) − β̂/σ_t²].
     The anomaly score is the posterior **mode** β̂/(α + 1) of σ² for the clean row. (The
     published code returned the signed network output s, which ranks a row with s = −3 below
     one with s = 1 although its variance estimate is larger; we never use s directly.)
@@ -68,6 +75,12 @@ class DTEInverseGamma(NeuralTabularDetector):
         tabular_defaults_dte-ig_summary.json``), hence ``auto``. Over the 33 Classical sets
         and five seeds the mean ROC-AUC is 80.49 with ``auto`` and 79.95 with ``fast``
         (published 80.59; ``benchmarks/results/tabular_fidelity.md``).
+    beta_link : {"square", "softplus"}
+        How the network output s becomes β̂. ``"square"`` (default, published): β̂ = s².
+        s and −s fit equally well, so training settles on either sign, and test rows that
+        cross to the other sign are mis-scored (``benchmarks/tabular_dteig_branch.py``).
+        ``"softplus"``: β̂ = log(1 + eˢ), monotone in s, so there is no sign to choose; a
+        departure from the published model.
     epochs, batch_size, lr : int, int, float, optional
         Explicit values override the schedule's; ``None`` takes them from ``schedule``.
     max_steps : int, None or "auto"
@@ -93,6 +106,7 @@ class DTEInverseGamma(NeuralTabularDetector):
         beta_start: float = 1e-4,
         beta_end: float = 1e-2,
         schedule: str = "auto",
+        beta_link: str = "square",
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
@@ -111,6 +125,7 @@ class DTEInverseGamma(NeuralTabularDetector):
         self.beta_start = beta_start
         self.beta_end = beta_end
         self.schedule = schedule
+        self.beta_link = beta_link
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -130,6 +145,8 @@ class DTEInverseGamma(NeuralTabularDetector):
             )
         if not isinstance(self.T, int | np.integer) or self.T < 1:
             raise ValueError(f"T must be a positive integer, got {self.T!r}")
+        if self.beta_link not in _BETA_LINKS:
+            raise ValueError(f"beta_link must be 'square' or 'softplus', got {self.beta_link!r}")
 
     @classmethod
     def paper_settings(cls, **overrides: Any) -> DTEInverseGamma:
@@ -177,9 +194,11 @@ class DTEInverseGamma(NeuralTabularDetector):
         t = torch.randint(0, self.T, (n,), generator=generator, device=batch.device)
         var = self._var.to(batch.device)[t]
         noise = torch.randn(batch.shape, generator=generator, device=batch.device)
-        beta_hat = model(batch + var.sqrt().unsqueeze(1) * noise).squeeze(1).pow(2)
+        beta_hat = _BETA_LINKS[self.beta_link](
+            model(batch + var.sqrt().unsqueeze(1) * noise).squeeze(1)
+        )
         return -(alpha * torch.log(beta_hat + _LOG_EPS) - beta_hat / var).mean()
 
     def _score_batch(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         alpha = batch.shape[1] / 2.0 - 1.0
-        return model(batch).squeeze(1).pow(2) / (alpha + 1.0)
+        return _BETA_LINKS[self.beta_link](model(batch).squeeze(1)) / (alpha + 1.0)
