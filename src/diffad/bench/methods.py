@@ -37,8 +37,8 @@ _DIFFAD_CLASSES = {
 #: Constructor arguments a method name implies.
 _FIXED_PARAMS: dict[str, dict[str, Any]] = {"dte-c-ds": {"double_softmax": True}}
 
-#: The methods that train a network (they take ``epochs``).
-NEURAL_METHODS = ("dte-ig", "dte-c", "dte-c-ds", "ddpm")
+#: The methods that train a network (they take ``epochs``): all of diffad's but DTE-NP.
+NEURAL_METHODS = tuple(m for m in _DIFFAD_CLASSES if m != "dte-np")
 
 
 def parse_methods(spec: str) -> list[str]:

@@ -22,7 +22,7 @@ _LOG_EPS = 1e-5
 #: 8 000 steps, measured by ``benchmarks/tabular_dteig_schedule.py`` (ROC-AUC and fit CPU-s on
 #: skin and donors).
 IG_SCHEDULES: dict[str, dict[str, Any]] = {
-    "paper": {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None},
+    "paper": NeuralTabularDetector.PAPER_TRAINING,
     "fast": {"epochs": 400, "batch_size": 256, "lr": 4e-4, "max_steps": 8_000},
 }
 
@@ -154,7 +154,7 @@ class DTEInverseGamma(NeuralTabularDetector):
     def paper_settings(cls, **overrides: Any) -> DTEInverseGamma:
         """An instance with the published training schedule (``schedule="paper"``);
         ``overrides`` set any other parameter."""
-        return cls(**{"schedule": "paper", **cls.PAPER_TRAINING, **overrides})
+        return super().paper_settings(**{"schedule": "paper", **overrides})
 
     def schedule_name(self, n_rows: int) -> str:
         """The named schedule ``fit`` uses on ``n_rows`` training rows: ``schedule`` itself,
@@ -172,7 +172,7 @@ class DTEInverseGamma(NeuralTabularDetector):
         for name in ("epochs", "batch_size", "lr"):
             if getattr(self, name) is not None:
                 schedule[name] = getattr(self, name)
-        if not (isinstance(self.max_steps, str) and self.max_steps == "auto"):
+        if self.max_steps != "auto":
             schedule["max_steps"] = self.max_steps
         return schedule
 
