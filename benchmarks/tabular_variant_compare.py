@@ -1,0 +1,134 @@
+"""Figures behind the README's DTE-C and DTE-IG fidelity bullets, from the committed JSON.
+
+Reads the ``tabular_fidelity_semi-paper_*.json`` runs of DTE-C (default loss and published
+double softmax) and DTE-IG (``schedule="auto"``, the all-``fast`` run, the softplus link) and
+the ``tabular_dteig_branch_*.json`` runs, and writes
+``benchmarks/results/tabular_variant_compare.json``:
+
+- per run group: per-seed mean ROC-AUC over the sets, their mean and standard error, and the
+  mean difference from the published value on all sets, the smaller sets (at most 3 200
+  training rows, where ``schedule="auto"`` uses the published schedule) and the larger ones;
+  the mean over seeds of the summed ``fit_s`` on the smaller sets;
+- DTE-IG ``auto`` vs ``fast`` on the larger sets: (set, seed) pairs with equal ROC-AUC;
+- DTE-C: the sets that move inside or outside ±2 of the published value with the double softmax;
+- the sign-branch counts of ``tabular_dteig_branch.py``.
+
+Usage: ``python benchmarks/tabular_variant_compare.py``
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from diffad.bench.results import write_json
+from diffad.bench.tabular import summarize
+from diffad.tabular.dte_ig import IG_PAPER_STEP_BUDGET, IG_SCHEDULES
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GROUPS = {
+    "dte-c": ["tabular_fidelity_semi-paper_dtec-defaults.json"],
+    "dte-c double softmax": ["tabular_fidelity_semi-paper_dtec-double-softmax*.json"],
+    "dte-ig auto": ["tabular_fidelity_semi-paper_dteig-auto-*.json"],
+    "dte-ig fast": ["tabular_fidelity_semi-paper_dteig.json"],
+    "dte-ig softplus": ["tabular_fidelity_semi-paper_dteig-softplus-*.json"],
+}
+#: Largest training set on which ``schedule="auto"`` keeps the published schedule.
+SMALL_ROWS = (
+    IG_PAPER_STEP_BUDGET // IG_SCHEDULES["paper"]["epochs"] * (IG_SCHEDULES["paper"]["batch_size"])
+)
+
+
+def load(patterns: list[str]) -> list[dict]:
+    """Records of every file matching ``patterns`` in ``RESULTS``."""
+    files = sorted({f for p in patterns for f in RESULTS.glob(p)})
+    return [r for f in files for r in json.loads(f.read_text())["results"]]
+
+
+def group_figures(records: list[dict]) -> dict:
+    """Per-seed means, their s.e., mean differences by set size and fit time."""
+    small = {r["family"] for r in records if r["n_train"] <= SMALL_ROWS}
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    fit_small: dict[int, float] = defaultdict(float)
+    for r in records:
+        by_seed[r["seed"]].append(100.0 * r["roc_auc"])
+        if r["family"] in small:
+            fit_small[r["seed"]] += r["fit_s"]
+    seed_means = [statistics.mean(v) for _, v in sorted(by_seed.items())]
+    rows = summarize(records, protocol="semi-paper")
+
+    def mean_diff(keep) -> float:
+        return statistics.mean(r["diff"] for r in rows if keep(r["family"]))
+
+    return {
+        "n_sets": len(rows),
+        "seeds": sorted(by_seed),
+        "per_seed_means": seed_means,
+        "mean": statistics.mean(seed_means),
+        "se_of_seed_means": statistics.stdev(seed_means) / len(seed_means) ** 0.5,
+        "mean_diff_all": mean_diff(lambda f: True),
+        "n_small_sets": len(small),
+        "mean_diff_small": mean_diff(lambda f: f in small),
+        "mean_diff_large": mean_diff(lambda f: f not in small),
+        "fit_s_small_per_seed": statistics.mean(fit_small.values()),
+        "rows": rows,
+    }
+
+
+def within_two(rows: list[dict]) -> set[str]:
+    return {r["family"] for r in rows if abs(r["diff"]) <= 2.0}
+
+
+def branch_figures() -> dict:
+    """Counts of the sign-branch runs of ``tabular_dteig_branch.py``."""
+    runs = load(["tabular_dteig_branch_*.json"])
+    negative = [r["share_s_negative_normal"] > 0.5 for r in runs]
+    crossed = [
+        (1.0 - r["share_s_negative_anomalous"]) if neg else r["share_s_negative_anomalous"]
+        for r, neg in zip(runs, negative, strict=True)
+    ]
+    clean = [i for i, c in enumerate(crossed) if c == 0.0]
+    clean_negative = [i for i in clean if negative[i]]
+    return {
+        "runs": len(runs),
+        "negative_branch": sum(negative),
+        "no_anomaly_crossed": len(clean),
+        "no_anomaly_crossed_negative": len(clean_negative),
+        "max_abs_auc_plus_signed_minus_1_clean_negative": max(
+            abs(runs[i]["roc_auc"] + runs[i]["roc_auc_signed_s"] - 1.0) for i in clean_negative
+        ),
+        "crossed_runs": [
+            {"family": runs[i]["family"], "seed": runs[i]["seed"], "share_crossed": crossed[i]}
+            for i in range(len(runs))
+            if i not in clean
+        ],
+    }
+
+
+def main() -> int:
+    figures = {name: group_figures(load(p)) for name, p in GROUPS.items()}
+    auto = {(r["family"], r["seed"]): r["roc_auc"] for r in load(GROUPS["dte-ig auto"])}
+    fast_large = [r for r in load(GROUPS["dte-ig fast"]) if r["n_train"] > SMALL_ROWS]
+    c_default = within_two(figures["dte-c"]["rows"])
+    c_ds = within_two(figures["dte-c double softmax"]["rows"])
+    out = {
+        "command": "python benchmarks/tabular_variant_compare.py",
+        "small_rows": SMALL_ROWS,
+        "groups": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in figures.items()},
+        "dte_ig_auto_vs_fast_large": {
+            "pairs": len(fast_large),
+            "equal": sum(auto[(r["family"], r["seed"])] == r["roc_auc"] for r in fast_large),
+        },
+        "dte_c_double_softmax_brings_within_2": sorted(c_ds - c_default),
+        "dte_c_double_softmax_moves_out_of_2": sorted(c_default - c_ds),
+        "dte_ig_branch": branch_figures(),
+    }
+    write_json(RESULTS / "tabular_variant_compare.json", out)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
