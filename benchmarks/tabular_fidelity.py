@@ -60,6 +60,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dte_ig_beta_link != "square":
         params.setdefault("dte-ig", {})["beta_link"] = args.dte_ig_beta_link
         variants.append(f"{args.dte_ig_beta_link} link")
+    if args.dte_ig_schedule != "auto":
+        params.setdefault("dte-ig", {})["schedule"] = args.dte_ig_schedule
+        variants.append(f"{args.dte_ig_schedule} schedule")
     variant = ", ".join(variants) or None
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"tabular_fidelity_{args.protocol}_{args.tag}.json"
@@ -247,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         default="square",
         help="DTE-IG's map from network output to beta (default: the published square); any "
         "other is recorded as variant '<link> link' and kept apart in the summary",
+    )
+    run.add_argument(
+        "--dte-ig-schedule",
+        choices=["auto", "paper", "fast"],
+        default="auto",
+        help="DTE-IG's training schedule (default: auto); any other is recorded as variant "
+        "'<name> schedule' and kept apart in the summary",
     )
     run.add_argument("--device", default="auto")
     run.add_argument("--threads", type=int, default=1)
