@@ -1,15 +1,19 @@
 """Figures behind the README's DTE-C and DTE-IG fidelity bullets, from the committed JSON.
 
 Reads the ``tabular_fidelity_semi-paper_*.json`` runs of DTE-C (default loss and published
-double softmax) and DTE-IG (``schedule="auto"``, the all-``fast`` run, the softplus link) and
-the ``tabular_dteig_branch_*.json`` runs, and writes
-``benchmarks/results/tabular_variant_compare.json``:
+double softmax) and DTE-IG (``schedule="auto"``, the all-``fast`` run, the softplus link, and
+the published schedule on the larger sets) and the ``tabular_dteig_branch_*.json`` runs, and
+writes ``benchmarks/results/tabular_variant_compare.json``:
 
 - per run group: per-seed mean ROC-AUC over the sets, their mean and standard error, and the
   mean difference from the published value on all sets, the smaller sets (at most 3 200
   training rows, where ``schedule="auto"`` uses the published schedule) and the larger ones;
   the mean over seeds of the summed ``fit_s`` on the smaller sets;
 - DTE-IG ``auto`` vs ``fast`` on the larger sets: (set, seed) pairs with equal ROC-AUC;
+- DTE-IG with the published schedule on every set (group ``dte-ig paper``: the ``auto`` runs
+  of the smaller sets, which use it, plus ``--dte-ig-schedule paper`` on the larger ones),
+  over the seeds that every set has; and, on the larger sets, per set and seed, its ROC-AUC
+  and fit time against ``fast``;
 - DTE-C: the sets that move inside or outside ±2 of the published value with the double softmax;
 - the sign-branch counts of ``tabular_dteig_branch.py``.
 
@@ -47,6 +51,43 @@ def load(patterns: list[str]) -> list[dict]:
     return [r for f in files for r in json.loads(f.read_text())["results"]]
 
 
+def complete_seeds(records: list[dict]) -> list[dict]:
+    """The records of the seeds that every set of ``records`` has (a run still in progress
+    leaves some sets without its last seed; their mean would mix different sets)."""
+    sets_of: dict[int, set[str]] = defaultdict(set)
+    for r in records:
+        sets_of[r["seed"]].add(r["family"])
+    every = set.union(*sets_of.values())
+    keep = {seed for seed, sets in sets_of.items() if sets == every}
+    return [r for r in records if r["seed"] in keep]
+
+
+def paper_vs_fast_large(paper: list[dict], fast: list[dict]) -> dict:
+    """Per larger set: ROC-AUC and fit seconds of the published schedule vs ``fast``,
+    averaged over the seeds both have."""
+    fast_by = {(r["family"], r["seed"]): r for r in fast}
+    per_set: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for r in paper:
+        if (r["family"], r["seed"]) in fast_by:
+            per_set[r["family"]].append((r, fast_by[(r["family"], r["seed"])]))
+    sets = {
+        family: {
+            "seeds": sorted(p["seed"] for p, _ in pairs),
+            "roc_auc_paper": 100.0 * statistics.mean(p["roc_auc"] for p, _ in pairs),
+            "roc_auc_fast": 100.0 * statistics.mean(f["roc_auc"] for _, f in pairs),
+            "fit_s_paper": statistics.mean(p["fit_s"] for p, _ in pairs),
+            "fit_s_fast": statistics.mean(f["fit_s"] for _, f in pairs),
+        }
+        for family, pairs in sorted(per_set.items())
+    }
+    return {
+        "sets": sets,
+        "mean_roc_auc_gain": statistics.mean(
+            v["roc_auc_paper"] - v["roc_auc_fast"] for v in sets.values()
+        ),
+    }
+
+
 def group_figures(records: list[dict]) -> dict:
     """Per-seed means, their s.e., mean differences by set size and fit time."""
     small = {r["family"] for r in records if r["n_train"] <= SMALL_ROWS}
@@ -67,7 +108,9 @@ def group_figures(records: list[dict]) -> dict:
         "seeds": sorted(by_seed),
         "per_seed_means": seed_means,
         "mean": statistics.mean(seed_means),
-        "se_of_seed_means": statistics.stdev(seed_means) / len(seed_means) ** 0.5,
+        "se_of_seed_means": (
+            statistics.stdev(seed_means) / len(seed_means) ** 0.5 if len(seed_means) > 1 else None
+        ),
         "mean_diff_all": mean_diff(lambda f: True),
         "n_small_sets": len(small),
         "mean_diff_small": mean_diff(lambda f: f in small),
@@ -109,8 +152,13 @@ def branch_figures() -> dict:
 
 def main() -> int:
     figures = {name: group_figures(load(p)) for name, p in GROUPS.items()}
-    auto = {(r["family"], r["seed"]): r["roc_auc"] for r in load(GROUPS["dte-ig auto"])}
+    auto_records = load(GROUPS["dte-ig auto"])
+    auto = {(r["family"], r["seed"]): r["roc_auc"] for r in auto_records}
     fast_large = [r for r in load(GROUPS["dte-ig fast"]) if r["n_train"] > SMALL_ROWS]
+    paper_large = load(["tabular_fidelity_semi-paper_dteig-paper-big-*.json"])
+    if paper_large:
+        small_auto = [r for r in auto_records if r["n_train"] <= SMALL_ROWS]
+        figures["dte-ig paper"] = group_figures(complete_seeds(small_auto + paper_large))
     c_default = within_two(figures["dte-c"]["rows"])
     c_ds = within_two(figures["dte-c double softmax"]["rows"])
     out = {
@@ -121,6 +169,9 @@ def main() -> int:
             "pairs": len(fast_large),
             "equal": sum(auto[(r["family"], r["seed"])] == r["roc_auc"] for r in fast_large),
         },
+        "dte_ig_paper_vs_fast_large": paper_vs_fast_large(paper_large, fast_large)
+        if paper_large
+        else None,
         "dte_c_double_softmax_brings_within_2": sorted(c_ds - c_default),
         "dte_c_double_softmax_moves_out_of_2": sorted(c_default - c_ds),
         "dte_ig_branch": branch_figures(),
