@@ -15,7 +15,9 @@ writes ``benchmarks/results/tabular_variant_compare.json``:
   over the seeds that every set has; and, on the larger sets, per set and seed, its ROC-AUC
   and fit time against ``fast``;
 - DTE-C: the sets that move inside or outside ±2 of the published value with the double softmax;
-- the sign-branch counts of ``tabular_dteig_branch.py``.
+- the sign-branch counts of ``tabular_dteig_branch.py``, and per set the mean and standard
+  deviation over seeds of its ROC-AUC with our score (β̂) and with the published code's
+  signed s, beside the published mean and standard deviation.
 
 Usage: ``python benchmarks/tabular_variant_compare.py``
 """
@@ -28,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from diffad.bench.results import write_json
-from diffad.bench.tabular import summarize
+from diffad.bench.tabular import PUBLISHED_ROCAUC, summarize
 from diffad.tabular.dte_ig import IG_PAPER_STEP_BUDGET, IG_SCHEDULES
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -124,6 +126,10 @@ def within_two(rows: list[dict]) -> set[str]:
     return {r["family"] for r in rows if abs(r["diff"]) <= 2.0}
 
 
+def _mean_std(values: list[float]) -> list[float]:
+    return [statistics.mean(values), statistics.pstdev(values)]
+
+
 def branch_figures() -> dict:
     """Counts of the sign-branch runs of ``tabular_dteig_branch.py``."""
     runs = load(["tabular_dteig_branch_*.json"])
@@ -134,8 +140,23 @@ def branch_figures() -> dict:
     ]
     clean = [i for i, c in enumerate(crossed) if c == 0.0]
     clean_negative = [i for i in clean if negative[i]]
+    per_set: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        per_set[r["family"]].append(r)
+    published = PUBLISHED_ROCAUC["semi"]
+    scores_by_set = {
+        family: {
+            "seeds": [r["seed"] for r in rs],
+            # population standard deviation, as in the published tables
+            "ours_mean_std": _mean_std([100.0 * r["roc_auc"] for r in rs]),
+            "signed_s_mean_std": _mean_std([100.0 * r["roc_auc_signed_s"] for r in rs]),
+            "published_mean_std": list(published[family]["DTE-IG"]),
+        }
+        for family, rs in sorted(per_set.items())
+    }
     return {
         "runs": len(runs),
+        "per_set": scores_by_set,
         "negative_branch": sum(negative),
         "no_anomaly_crossed": len(clean),
         "no_anomaly_crossed_negative": len(clean_negative),
