@@ -180,6 +180,11 @@ def main() -> int:
     if paper_large:
         small_auto = [r for r in auto_records if r["n_train"] <= SMALL_ROWS]
         figures["dte-ig paper"] = group_figures(complete_seeds(small_auto + paper_large))
+        # auto over the same seeds, for a like-for-like comparison while seeds are missing
+        seeds = set(figures["dte-ig paper"]["seeds"])
+        figures["dte-ig auto, seeds of paper"] = group_figures(
+            [r for r in auto_records if r["seed"] in seeds]
+        )
     c_default = within_two(figures["dte-c"]["rows"])
     c_ds = within_two(figures["dte-c double softmax"]["rows"])
     out = {
