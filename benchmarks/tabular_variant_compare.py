@@ -12,8 +12,9 @@ writes ``benchmarks/results/tabular_variant_compare.json``:
 - DTE-IG ``auto`` vs ``fast`` on the larger sets: (set, seed) pairs with equal ROC-AUC;
 - DTE-IG with the published schedule on every set (group ``dte-ig paper``: the ``auto`` runs
   of the smaller sets, which use it, plus ``--dte-ig-schedule paper`` on the larger ones),
-  over the seeds that every set has; and, on the larger sets, per set and seed, its ROC-AUC
-  and fit time against ``fast``;
+  over the seeds that every set has; and, on the larger sets, per set, its ROC-AUC and fit
+  seconds against ``fast`` averaged over the seeds both have (the two come from different
+  runs, so the fit seconds compare only roughly);
 - DTE-C: the sets that move inside or outside ±2 of the published value with the double softmax;
 - the sign-branch counts of ``tabular_dteig_branch.py``, and per set the mean and standard
   deviation over seeds of its ROC-AUC with our score (β̂) and with the published code's
