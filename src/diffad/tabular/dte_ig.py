@@ -74,7 +74,9 @@ class DTEInverseGamma(NeuralTabularDetector):
         steps; 63.3 with ``fast``, 2 800 steps; ``benchmarks/results/
         tabular_defaults_dte-ig_summary.json``), hence ``auto``. Over the 33 Classical sets
         and five seeds the mean ROC-AUC is 80.49 with ``auto`` and 79.95 with ``fast``
-        (published 80.59; ``benchmarks/results/tabular_fidelity.md``).
+        (published 80.59; ``benchmarks/results/tabular_fidelity.md``). ``paper`` on the 9
+        larger sets too gave 80.39 against 80.36 for ``auto`` over seeds 0–3, at 5–7x the fit
+        time on those sets (``benchmarks/results/tabular_variant_compare.json``).
     beta_link : {"square", "softplus"}
         How the network output s becomes β̂. ``"square"`` (default, published): β̂ = s².
         s and −s fit equally well, so training settles on either sign, and test rows that
