@@ -33,7 +33,7 @@ from pathlib import Path
 
 from diffad.bench.results import write_json
 from diffad.bench.tabular import PUBLISHED_ROCAUC, summarize
-from diffad.tabular.dte_ig import IG_PAPER_STEP_BUDGET, IG_SCHEDULES
+from diffad.tabular.dte_ig import DTEInverseGamma
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = {
@@ -43,10 +43,12 @@ GROUPS = {
     "dte-ig fast": ["tabular_fidelity_semi-paper_dteig.json"],
     "dte-ig softplus": ["tabular_fidelity_semi-paper_dteig-softplus-*.json"],
 }
-#: Largest training set on which ``schedule="auto"`` keeps the published schedule.
-SMALL_ROWS = (
-    IG_PAPER_STEP_BUDGET // IG_SCHEDULES["paper"]["epochs"] * (IG_SCHEDULES["paper"]["batch_size"])
-)
+PAPER_LARGE = ["tabular_fidelity_semi-paper_dteig-paper-big-*.json"]
+
+
+def is_small(record: dict) -> bool:
+    """Whether ``schedule="auto"`` trains on this record's set with the published schedule."""
+    return DTEInverseGamma().schedule_name(record["n_train"]) == "paper"
 
 
 def load(patterns: list[str]) -> list[dict]:
@@ -72,8 +74,8 @@ def paper_vs_fast_large(paper: list[dict], fast: list[dict]) -> dict:
     fast_by = {(r["family"], r["seed"]): r for r in fast}
     per_set: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for r in paper:
-        if (r["family"], r["seed"]) in fast_by:
-            per_set[r["family"]].append((r, fast_by[(r["family"], r["seed"])]))
+        if (f := fast_by.get((r["family"], r["seed"]))) is not None:
+            per_set[r["family"]].append((r, f))
     sets = {
         family: {
             "seeds": sorted(p["seed"] for p, _ in pairs),
@@ -92,9 +94,14 @@ def paper_vs_fast_large(paper: list[dict], fast: list[dict]) -> dict:
     }
 
 
+def within_two(rows: list[dict]) -> set[str]:
+    """Sets whose seed-averaged ROC-AUC is within ±2 points of the published value."""
+    return {r["family"] for r in rows if abs(r["diff"]) <= 2.0}
+
+
 def group_figures(records: list[dict]) -> dict:
     """Per-seed means, their s.e., mean differences by set size and fit time."""
-    small = {r["family"] for r in records if r["n_train"] <= SMALL_ROWS}
+    small = {r["family"] for r in records if is_small(r)}
     by_seed: dict[int, list[float]] = defaultdict(list)
     fit_small: dict[int, float] = defaultdict(float)
     for r in records:
@@ -116,17 +123,13 @@ def group_figures(records: list[dict]) -> dict:
             statistics.stdev(seed_means) / len(seed_means) ** 0.5 if len(seed_means) > 1 else None
         ),
         "mean_diff_all": mean_diff(lambda f: True),
-        "sets_within_2": sum(abs(r["diff"]) <= 2.0 for r in rows),
+        "sets_within_2": len(within_two(rows)),
         "n_small_sets": len(small),
         "mean_diff_small": mean_diff(lambda f: f in small),
         "mean_diff_large": mean_diff(lambda f: f not in small),
         "fit_s_small_per_seed": statistics.mean(fit_small.values()),
         "rows": rows,
     }
-
-
-def within_two(rows: list[dict]) -> set[str]:
-    return {r["family"] for r in rows if abs(r["diff"]) <= 2.0}
 
 
 def _mean_std(values: list[float]) -> list[float]:
@@ -175,32 +178,27 @@ def branch_figures() -> dict:
 
 
 def main() -> int:
-    figures = {name: group_figures(load(p)) for name, p in GROUPS.items()}
-    auto_records = load(GROUPS["dte-ig auto"])
+    records = {name: load(patterns) for name, patterns in GROUPS.items()}
+    auto_records = records["dte-ig auto"]
+    paper_large = load(PAPER_LARGE)
+    # The published schedule everywhere: auto already uses it on the smaller sets.
+    records["dte-ig paper"] = complete_seeds([r for r in auto_records if is_small(r)] + paper_large)
+    # auto over the same seeds, for a like-for-like comparison while seeds are missing
+    paper_seeds = {r["seed"] for r in records["dte-ig paper"]}
+    records["dte-ig auto, seeds of paper"] = [r for r in auto_records if r["seed"] in paper_seeds]
+    figures = {name: group_figures(rs) for name, rs in records.items()}
     auto = {(r["family"], r["seed"]): r["roc_auc"] for r in auto_records}
-    fast_large = [r for r in load(GROUPS["dte-ig fast"]) if r["n_train"] > SMALL_ROWS]
-    paper_large = load(["tabular_fidelity_semi-paper_dteig-paper-big-*.json"])
-    if paper_large:
-        small_auto = [r for r in auto_records if r["n_train"] <= SMALL_ROWS]
-        figures["dte-ig paper"] = group_figures(complete_seeds(small_auto + paper_large))
-        # auto over the same seeds, for a like-for-like comparison while seeds are missing
-        seeds = set(figures["dte-ig paper"]["seeds"])
-        figures["dte-ig auto, seeds of paper"] = group_figures(
-            [r for r in auto_records if r["seed"] in seeds]
-        )
+    fast_large = [r for r in records["dte-ig fast"] if not is_small(r)]
     c_default = within_two(figures["dte-c"]["rows"])
     c_ds = within_two(figures["dte-c double softmax"]["rows"])
     out = {
         "command": "python benchmarks/tabular_variant_compare.py",
-        "small_rows": SMALL_ROWS,
         "groups": {k: {kk: vv for kk, vv in v.items() if kk != "rows"} for k, v in figures.items()},
         "dte_ig_auto_vs_fast_large": {
             "pairs": len(fast_large),
             "equal": sum(auto[(r["family"], r["seed"])] == r["roc_auc"] for r in fast_large),
         },
-        "dte_ig_paper_vs_fast_large": paper_vs_fast_large(paper_large, fast_large)
-        if paper_large
-        else None,
+        "dte_ig_paper_vs_fast_large": paper_vs_fast_large(paper_large, fast_large),
         "dte_c_double_softmax_brings_within_2": sorted(c_ds - c_default),
         "dte_c_double_softmax_moves_out_of_2": sorted(c_default - c_ds),
         "dte_ig_branch": branch_figures(),
