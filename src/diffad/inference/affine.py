@@ -214,14 +214,22 @@ def dense_matrix(weight: torch.Tensor, c_in: int, kernel: int, hw: tuple[int, in
     """The zero-padded conv on an H×W map as a dense (C_out·H·W, C_in·H·W) matrix.
 
     Cheaper than im2col when H·W < k² (the deepest levels of small images, where most
-    taps fall on padding).
+    taps fall on padding). Built by placing each tap's (C_out, C_in) weight block at every
+    (output pixel, input pixel) pair it connects; a float64 ``conv2d`` of an identity
+    basis gives the same matrix but took about a second per tracer.
     """
     h, w = hw
-    basis = torch.eye(c_in * h * w, dtype=weight.dtype, device=weight.device)
-    basis = basis.reshape(c_in * h * w, c_in, h, w)
-    kern = weight.reshape(weight.shape[0], c_in, kernel, kernel)
-    out = F.conv2d(basis, kern, padding=kernel // 2)  # (C_in·H·W, C_out, H, W)
-    return out.reshape(c_in * h * w, -1).T.contiguous()
+    c_out = weight.shape[0]
+    kern = weight.reshape(c_out, c_in, kernel, kernel)
+    p = kernel // 2
+    dense = weight.new_zeros((c_out, h, w, c_in, h, w))
+    for oy in range(h):
+        for ox in range(w):
+            for iy in range(max(0, oy - p), min(h, oy + p + 1)):
+                for ix in range(max(0, ox - p), min(w, ox + p + 1)):
+                    # out[o, oy, ox] += W[o, i, iy − oy + p, ix − ox + p] · in[i, iy, ix]
+                    dense[:, oy, ox, :, iy, ix] = kern[:, :, iy - oy + p, ix - ox + p]
+    return dense.reshape(c_out * h * w, c_in * h * w)
 
 
 def conv_pair_dense(
