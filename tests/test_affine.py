@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
-from diffad.inference.affine import shrink_interval
+from diffad.inference.affine import dense_matrix, shrink_interval
 from diffad.inference.trace import ReconstructionTracer, check_traceable
 
 D = 8
@@ -188,3 +188,15 @@ def test_prefix_cache_gives_identical_pieces():
         np.testing.assert_allclose(cached.filt_slope, plain.filt_slope, rtol=0, atol=1e-9)
         z = plain.hi[0] + 1e-9
     assert cache.size == 16
+
+
+@pytest.mark.parametrize(
+    ("c_out", "c_in", "kernel", "hw"), [(7, 5, 3, (2, 2)), (4, 3, 3, (1, 1)), (3, 2, 5, (2, 3))]
+)
+def test_dense_matrix_equals_zero_padded_conv(c_out, c_in, kernel, hw):
+    gen = torch.Generator().manual_seed(c_out)
+    weight = torch.randn(c_out, c_in * kernel * kernel, generator=gen, dtype=torch.float64)
+    x = torch.randn(c_in, *hw, generator=gen, dtype=torch.float64)
+    direct = F.conv2d(x[None], weight.reshape(c_out, c_in, kernel, kernel), padding=kernel // 2)
+    out = dense_matrix(weight, c_in, kernel, hw) @ x.reshape(-1)
+    assert torch.allclose(out, direct.reshape(-1), rtol=0, atol=1e-12)
