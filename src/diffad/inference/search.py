@@ -18,6 +18,7 @@ reports the remaining bracket as the stated precision).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -267,10 +268,20 @@ def parametric_search(
     def eps(x: float) -> float:
         return step * max(1.0, abs(x))
 
+    # Sorted piece starts and the running maximum of their ends: the first stored piece that
+    # contains x (in sorted order) is then two bisections away instead of a scan.
+    starts: list[float] = []
+    ends_max: list[float] = []
+
+    def index_pieces() -> None:
+        pieces.sort()
+        starts[:] = [lo for lo, _ in pieces]
+        ends_max[:] = np.maximum.accumulate([hi for _, hi in pieces]).tolist()
+
     def covering(x: float) -> tuple[float, float] | None:
-        for lo, hi in pieces:
-            if lo <= x <= hi:
-                return lo, hi
+        first = bisect.bisect_left(ends_max, x)  # first piece whose end reaches x
+        if first < bisect.bisect_right(starts, x):  # ... and it starts at or before x
+            return pieces[first]
         return None
 
     def advance(x: float, direction: int) -> float:
@@ -339,7 +350,7 @@ def parametric_search(
             accepted.extend(acc)
             if np.isfinite(hi - lo):
                 widths[1 if z >= z_obs else -1].append(hi - lo)
-        pieces.sort()
+        index_pieces()
         right = advance(right, 1)
         left = advance(left, -1)
         known = merge_intervals(
