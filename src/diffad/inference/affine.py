@@ -34,12 +34,12 @@ def shrink_interval(
     lo, hi : torch.Tensor
         Shape (n,), offsets relative to each point (lo <= 0 <= hi); updated in place.
     """
-    # A unit changes sign at dz = -value/slope; positive roots bound from above, negative
-    # roots from below. slope == 0 gives ±inf or nan, which both comparisons discard.
-    root = -value / slope
-    inf = torch.tensor(float("inf"), dtype=root.dtype, device=root.device)
-    up = torch.where(root > 0, root, inf).amin(dim=_REDUCE)
-    down = torch.where(root < 0, root, -inf).amax(dim=_REDUCE)
+    # A unit changes sign at dz = -value/slope = -ratio; positive roots (ratio < 0) bound
+    # from above, negative roots (ratio > 0) from below. slope == 0 gives ±inf or nan,
+    # which both comparisons discard. Working with the ratio saves a negation pass.
+    ratio = value / slope
+    up = -torch.where(ratio < 0, ratio, -torch.inf).amax(dim=_REDUCE)
+    down = -torch.where(ratio > 0, ratio, torch.inf).amin(dim=_REDUCE)
     torch.minimum(hi, up, out=hi)
     torch.maximum(lo, down, out=lo)
 
@@ -117,11 +117,15 @@ def relu_pair(
     neg = value <= 0
     if patterns is not None:
         patterns.append(neg.clone())
-    # Built in the state's dtype: a float32 0.01 would differ from LeakyReLU's by 2e-10.
-    one = torch.ones((), dtype=state.dtype, device=state.device)
-    factor = torch.where(neg, one * negative_slope, one)
-    state[:, :n] *= factor
-    state[:, n:] *= factor
+    if negative_slope == 0.0:
+        factor = (~neg).to(state.dtype)
+    else:
+        # Built in the state's dtype: a float32 0.01 would differ from LeakyReLU's by 2e-10.
+        one = torch.ones((), dtype=state.dtype, device=state.device)
+        factor = torch.where(neg, one * negative_slope, one)
+    # Values and slopes take the same branch: one multiply over both halves.
+    c, _, h, w = state.shape
+    state.view(c, 2, n, h, w).mul_(factor[:, None])
     return state
 
 
