@@ -212,6 +212,16 @@ def test_many_matches_single_and_parallel(localizer, pair):
         st.test_many(imgs, imgs[:2])
 
 
+def test_many_progress_bar(localizer, pair, capsys):
+    imgs = np.random.default_rng(12).standard_normal((2, D, D))
+    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu")
+    quiet = st.test_many(imgs, pair[1], "naive")
+    assert capsys.readouterr().err == ""
+    shown = st.test_many(imgs, pair[1], "naive", verbose=True)
+    assert "naive p-values" in capsys.readouterr().err
+    assert [r.p_value for r in shown] == [r.p_value for r in quiet]
+
+
 @pytest.mark.slow
 def test_null_validity_smoke(localizer):
     """100 seeded null pairs: parametric p-values uniform, rejection near alpha (opt-in)."""

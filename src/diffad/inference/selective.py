@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from diffad.device import resolve_device
 from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise
@@ -458,6 +459,7 @@ class SelectiveTest:
         references: Any,
         method: str = "parametric",
         n_jobs: int | None = 1,
+        verbose: bool = False,
     ) -> list[SelectiveTestResult]:
         """:meth:`test` over a batch, optionally in parallel with joblib.
 
@@ -471,6 +473,13 @@ class SelectiveTest:
             As in :meth:`test`.
         n_jobs : int or None
             joblib workers (-1 = all cores).
+        verbose : bool
+            Show a progress bar over the images (one p-value can take seconds to minutes).
+
+        Returns
+        -------
+        list of SelectiveTestResult
+            One per image, in input order.
         """
         imgs = np.asarray(images, dtype=np.float64)
         refs = np.asarray(references, dtype=np.float64)
@@ -482,10 +491,15 @@ class SelectiveTest:
             refs = np.broadcast_to(refs, imgs.shape)
         if refs.shape != imgs.shape:
             raise ValueError(f"references shape {refs.shape} does not match images {imgs.shape}")
+        pairs = zip(imgs, refs, strict=True)
         if n_jobs in (None, 1):
-            return [self.test(i, r, method) for i, r in zip(imgs, refs, strict=True)]
-        from joblib import Parallel, delayed
+            results = (self.test(i, r, method) for i, r in pairs)
+        else:
+            from joblib import Parallel, delayed
 
-        return Parallel(n_jobs=n_jobs)(
-            delayed(self.test)(i, r, method) for i, r in zip(imgs, refs, strict=True)
-        )
+            # A generator in input order, so the bar moves as each p-value arrives.
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(self.test)(i, r, method) for i, r in pairs
+            )
+        bar = tqdm(results, total=len(imgs), desc=f"{method} p-values", disable=not verbose)
+        return list(bar)
