@@ -46,9 +46,12 @@ GROUPS = {
 PAPER_LARGE = ["tabular_fidelity_semi-paper_dteig-paper-big-*.json"]
 
 
+_AUTO = DTEInverseGamma()  # the default detector, whose schedule="auto" picks per set size
+
+
 def is_small(record: dict) -> bool:
     """Whether ``schedule="auto"`` trains on this record's set with the published schedule."""
-    return DTEInverseGamma().schedule_name(record["n_train"]) == "paper"
+    return _AUTO.schedule_name(record["n_train"]) == "paper"
 
 
 def load(patterns: list[str]) -> list[dict]:

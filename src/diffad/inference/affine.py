@@ -220,7 +220,7 @@ def dense_matrix(weight: torch.Tensor, c_in: int, kernel: int, hw: tuple[int, in
     Cheaper than im2col when H·W < k² (the deepest levels of small images, where most
     taps fall on padding). Built by placing each tap's (C_out, C_in) weight block at every
     (output pixel, input pixel) pair it connects; a float64 ``conv2d`` of an identity
-    basis gives the same matrix but took about a second per tracer.
+    basis gives the same matrix 100-300x slower (``benchmarks/si_speed.py --setup``).
     """
     h, w = hw
     c_out = weight.shape[0]

@@ -75,8 +75,8 @@ class DTEInverseGamma(NeuralTabularDetector):
         tabular_defaults_dte-ig_summary.json``), hence ``auto``. Over the 33 Classical sets
         and five seeds the mean ROC-AUC is 80.49 with ``auto`` and 79.95 with ``fast``
         (published 80.59; ``benchmarks/results/tabular_fidelity.md``). ``paper`` on the 9
-        larger sets too gave 80.39 against 80.36 for ``auto`` over seeds 0–3, at up to 7.2x the fit
-        time on those sets (``benchmarks/results/tabular_variant_compare.json``).
+        larger sets too gave 80.56 against 80.49 for ``auto`` over the same five seeds, at up
+        to 7.1x the fit time on those sets (``benchmarks/results/tabular_variant_compare.json``).
     beta_link : {"square", "softplus"}
         How the network output s becomes β̂. ``"square"`` (default, published): β̂ = s².
         s and −s fit equally well, so training settles on either sign, and test rows that
