@@ -1,19 +1,23 @@
-"""Points traced and CPU seconds per DAL-Test p-value for several candidate spacings.
+"""Points traced and CPU seconds per DAL-Test p-value for several search settings.
 
-The batched parametric search places the points of one round ``spacing`` median piece widths
-apart (``diffad.inference.search.parametric_search``). This script runs the same null images
-of the validity benchmark (``si_validity.draw_trial``, seed 0) with each spacing and records,
-per image, the points traced, the CPU seconds and the p-value with its bracket, so the
-spacings can be compared on identical work: all runs must give the same p-value to within
-the precision of the stop.
+The batched parametric search traces ``batch_size`` points per direction and round, placed
+``spacing`` median piece widths apart (``diffad.inference.search.parametric_search``). This
+script runs the same null images of the validity benchmark (``si_validity.draw_trial``, seed 0)
+with every pair of the given batch sizes and spacings and records, per image, the points
+traced, the CPU seconds and the p-value with its bracket, so the settings can be compared on
+identical work: all runs must give the same p-value to within the precision of the stop.
+The first pair is the base of the ratios. (``si_spacing_d8.json`` and ``si_spacing_d16.json``
+were written before ``--batch-sizes`` existed and key their runs by spacing alone.)
 
 Example: ``python benchmarks/si_spacing.py --size 8 --trials 0,1,2,3,4,5 --spacings 1,3
---out benchmarks/results/si_spacing_d8.json``
+--out benchmarks/results/si_spacing_d8.json``; ``--batch-sizes 8,16,32 --spacings 3`` compares
+batch sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -32,19 +36,19 @@ from diffad.inference.selective import SelectiveTest  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Every spacing on every trial."""
+    """Every (batch size, spacing) pair on every trial."""
     torch.set_num_threads(1)
     loc = get_localizer(args.size, args.train_steps, 0, verbose=False)
     pairs = {t: draw_trial(args.size, 0.0, "iid", 0, t) for t in args.trials}
     runs = {}
-    for spacing in args.spacings:
+    for batch_size, spacing in itertools.product(args.batch_sizes, args.spacings):
         tester = SelectiveTest(
             loc,
             1.0,
             lam=LAM,
             termination="precision",
             precision=args.precision,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
             spacing=spacing,
             device="cpu",
         )
@@ -65,13 +69,16 @@ def run(args: argparse.Namespace) -> dict:
                     "p_bounds": list(res.p_value_bounds),
                 }
             )
-        runs[str(spacing)] = {
+        label = f"batch {batch_size}, spacing {spacing:g}"
+        runs[label] = {
+            "batch_size": batch_size,
+            "spacing": spacing,
             "rows": rows,
             "total_points": int(sum(r["points"] for r in rows)),
             "total_cpu_seconds": float(sum(r["cpu_seconds"] for r in rows)),
         }
-        print(spacing, runs[str(spacing)]["total_points"], flush=True)
-    base = runs[str(args.spacings[0])]
+        print(label, runs[label]["total_points"], flush=True)
+    base = next(iter(runs.values()))
     for run_ in runs.values():
         run_["points_vs_first"] = run_["total_points"] / base["total_points"]
         run_["cpu_vs_first"] = run_["total_cpu_seconds"] / base["total_cpu_seconds"]
@@ -89,21 +96,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--trials", default="0,1,2,3,4,5", help="comma-separated trial numbers")
     parser.add_argument("--spacings", default="1,3", help="comma-separated; the first is the base")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-sizes", default="8", help="comma-separated batch sizes")
     parser.add_argument("--precision", type=float, default=1e-3)
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     args.trials = [int(t) for t in args.trials.split(",")]
     args.spacings = [float(s) for s in args.spacings.split(",")]
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     machine = machine_info()
     runs = run(args)
     doc = {
         "size": args.size,
         "trials": args.trials,
-        "batch_size": args.batch_size,
         "precision": args.precision,
-        "spacings": runs,
+        "settings": runs,
         "command": machine["command"],
         "machine": machine,
     }
