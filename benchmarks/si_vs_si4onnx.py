@@ -348,7 +348,7 @@ def main() -> int:
                 "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
                 "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
                 "diffad_default": "SelectiveTest defaults (termination='precision' 1e-3, "
-                "z_max=10 widened to |z|+5, batch_size=16)",
+                f"z_max=10 widened to |z|+5, batch_size={SelectiveTest(None, 1.0).batch_size})",
                 "diffad_precision": "termination='precision', precision=1e-3",
                 "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
                 "si4onnx_threshold": "float64 lambda (patched)"
