@@ -13,8 +13,10 @@ every piece can trace a point faster on this CPU. diffad's prefix cache lets a p
 leading calls it shares with an earlier point; ``--probe-trials`` runs that many null p-values
 of ``si_validity.py`` (seed 0) per size with the cached models and records the U-Net calls
 actually run per traced point, giving ``floor_ms_cached`` = floor · calls per point / 5.
-``max_ratio_same_pieces`` = si4onnx's cost per piece over the (cached) floor: the largest
-speed-up over si4onnx such an engine can reach when both visit the same pieces.
+``--reuse`` takes that fraction instead from ``si_reuse_depth.py`` results (multiply-adds
+left to run with the cache, replayed over more p-values). ``max_ratio_same_pieces`` = si4onnx's
+cost per piece over the floor (``_cached``: over the cached floor): the largest speed-up over
+si4onnx such an engine can reach when both visit the same pieces.
 
 Example: ``python benchmarks/si_flop_floor.py --results benchmarks/results/si_vs_si4onnx_d8.json
 benchmarks/results/si_vs_si4onnx_d16.json benchmarks/results/si_vs_si4onnx_d32.json --out F.json``
@@ -123,6 +125,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--probe-trials", type=int, default=0)
     parser.add_argument(
+        "--reuse",
+        nargs="*",
+        default=[],
+        help="si_reuse_depth.py JSON files: the cache's fraction of multiply-adds per size "
+        "(instead of --probe-trials)",
+    )
+    parser.add_argument(
         "--train-steps",
         default="8:3000,16:3000,32:1000",
         help="size:steps of the cached models used by --probe-trials",
@@ -134,6 +143,10 @@ def main() -> None:
         int(size): int(steps)
         for size, steps in (item.split(":") for item in args.train_steps.split(","))
     }
+    reuse = {
+        int(doc["size"]): float(doc["fraction_run_call_cache"])
+        for doc in (json.loads(Path(p).read_text()) for p in args.reuse)
+    }
     rate = gemm_gflops(args.gemm_size, args.repeats)
     rows = []
     for path in args.results:
@@ -142,14 +155,23 @@ def main() -> None:
         floor_ms = 1e3 * 2 * args.calls * macs * 2 / (rate * 1e9)
         row["unet_macs_per_call"] = macs
         row["floor_ms"] = floor_ms
-        if args.probe_trials:
+        if row["size"] in reuse:
+            # Multiply-adds the prefix cache leaves to run, replayed by si_reuse_depth.py.
+            row["cache_fraction"] = reuse[row["size"]]
+            row["cache_fraction_source"] = "si_reuse_depth fraction_run_call_cache"
+        elif args.probe_trials:
             row.update(calls_per_point(row["size"], budgets[row["size"]], args.probe_trials))
-            floor_ms *= row["probe_calls_per_point"] / args.calls
-            row["floor_ms_cached"] = floor_ms
-        if row["diffad_ms_per_point"]:
-            row["diffad_over_floor"] = row["diffad_ms_per_point"] / floor_ms
-        if row["si4onnx_ms_per_piece"]:
-            row["max_ratio_same_pieces"] = row["si4onnx_ms_per_piece"] / floor_ms
+            row["cache_fraction"] = row["probe_calls_per_point"] / args.calls
+            row["cache_fraction_source"] = "probe U-Net calls per point / calls"
+        if "cache_fraction" in row:
+            row["floor_ms_cached"] = floor_ms * row["cache_fraction"]
+        for tag, floor in (("", floor_ms), ("_cached", row.get("floor_ms_cached"))):
+            if floor is None:
+                continue
+            if row["diffad_ms_per_point"]:
+                row[f"diffad_over_floor{tag}"] = row["diffad_ms_per_point"] / floor
+            if row["si4onnx_ms_per_piece"]:
+                row[f"max_ratio_same_pieces{tag}"] = row["si4onnx_ms_per_piece"] / floor
         rows.append(row)
         print(row, flush=True)
     machine = machine_info()

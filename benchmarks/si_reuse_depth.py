@@ -111,15 +111,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8)
     parser.add_argument("--train-steps", type=int, default=None, help="default: 3000, 1000 at D≥32")
     parser.add_argument("--trials", type=int, default=20, help="p-values with a selected region")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: SelectiveTest's default"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.train_steps or (1000 if args.size >= 32 else 3000)
     loc = get_localizer(args.size, steps, 0, verbose=False)
-    plain = SelectiveTest(loc, 1.0, lam=LAM, batch_size=args.batch_size, device="cpu")
-    plain.reuse_prefix = False
-    cached = SelectiveTest(loc, 1.0, lam=LAM, batch_size=args.batch_size, device="cpu")
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
+    plain = SelectiveTest(loc, 1.0, lam=LAM, device="cpu", reuse_prefix=False, **batch)
+    cached = SelectiveTest(loc, 1.0, lam=LAM, device="cpu", **batch)
     shape = (1, args.size, args.size)
     rounds: list = []
     record_blocks(plain._tracer(shape), rounds)
@@ -161,6 +163,7 @@ def main() -> None:
     summary = {
         "size": args.size,
         "train_steps": steps,
+        "batch_size": plain.batch_size,
         "trials": len(rows),
         "points": sum(r["points"] for r in rows),
         "blocks_per_call": rep["blocks_per_call"],
