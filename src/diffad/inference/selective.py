@@ -186,8 +186,9 @@ class SelectiveTest:
     batch_size : int
         Points traced per direction and round of the parametric search. Larger rounds make
         larger GEMMs but may trace a few points the stopping rule would not have needed:
-        against 16, 32 takes 12–20 % less CPU at 8×8 and the same within ±5 % at 16×16 and
-        32×32 (``benchmarks/si_spacing.py --batch-sizes``, ``si_batch_d{8,16,32}*.json``).
+        against 16, 32 takes 11 % less CPU at 8×8 on an idle machine and about the same
+        (within 6 %) at 16×16 and 32×32 (``benchmarks/si_spacing.py --batch-sizes``,
+        ``benchmarks/results/si_batch_d{8,16,32}*.json``).
     spacing : float
         Distance between the points of one round, in median piece widths (see
         :func:`~diffad.inference.search.parametric_search`).
