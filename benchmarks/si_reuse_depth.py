@@ -163,7 +163,7 @@ def main() -> None:
     summary = {
         "size": args.size,
         "train_steps": steps,
-        "batch_size": plain.batch_size,
+        "batch_size": plain.search_batch_size(args.size**2),
         "trials": len(rows),
         "points": sum(r["points"] for r in rows),
         "blocks_per_call": rep["blocks_per_call"],

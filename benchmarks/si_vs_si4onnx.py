@@ -348,7 +348,8 @@ def main() -> int:
                 "si4onnx_exhaustive": "inference_mode='exhaustive': every piece of "
                 "[-10-|z|, 10+|z|] (sicore limits), memoization=True",
                 "diffad_default": "SelectiveTest defaults (termination='precision' 1e-3, "
-                f"z_max=10 widened to |z|+5, batch_size={SelectiveTest(None, 1.0).batch_size})",
+                f"z_max=10 widened to |z|+5, batch_size="
+                f"{SelectiveTest(None, 1.0).search_batch_size(args.size**2)})",
                 "diffad_precision": "termination='precision', precision=1e-3",
                 "diffad_exact": "termination='exhaustive', z_max=10+|z| (si4onnx's range)",
                 "si4onnx_threshold": "float64 lambda (patched)"

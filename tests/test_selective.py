@@ -197,6 +197,15 @@ def test_errors(localizer, pair):
         SelectiveTest(SimpleNamespace(), 1.0).test(x, r)
     with pytest.raises(ValueError, match="termination"):
         SelectiveTest(localizer, 1.0, termination="never").test(x, r)
+    for bad_batch in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            SelectiveTest(localizer, 1.0, batch_size=bad_batch).test(x, r)
+
+
+def test_default_batch_size_follows_image_size(localizer):
+    st = SelectiveTest(localizer, 1.0)
+    assert [st.search_batch_size(n) for n in (64, 256, 257, 1024)] == [32, 32, 16, 16]
+    assert SelectiveTest(localizer, 1.0, batch_size=5).search_batch_size(64) == 5
 
 
 def test_many_matches_single_and_parallel(localizer, pair):

@@ -183,12 +183,9 @@ class SelectiveTest:
         Level for ``termination="decision"``.
     z_max : float
         Parametric search range [−z_max, z_max] (widened to z_obs ± 5).
-    batch_size : int
-        Points traced per direction and round of the parametric search. Larger rounds make
-        larger GEMMs but may trace a few points the stopping rule would not have needed:
-        against 16, 32 takes 11 % less CPU at 8×8 on an idle machine and about the same
-        (within 6 %) at 16×16 and 32×32 (``benchmarks/si_spacing.py --batch-sizes``,
-        ``benchmarks/results/si_batch_d{8,16,32}*.json``).
+    batch_size : int, optional
+        Points traced per direction and round of the parametric search; default
+        (``None``): :meth:`search_batch_size`, 32 for images of up to 256 pixels, else 16.
     spacing : float
         Distance between the points of one round, in median piece widths (see
         :func:`~diffad.inference.search.parametric_search`).
@@ -219,7 +216,7 @@ class SelectiveTest:
         precision: float = 1e-3,
         alpha: float = 0.05,
         z_max: float = 10.0,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         spacing: float = 3.0,
         reuse_prefix: bool = True,
         alternative: str = "two-sided",
@@ -252,9 +249,31 @@ class SelectiveTest:
         state.pop("_tracer_cache", None)  # rebuilt in each joblib worker
         return state
 
+    def search_batch_size(self, n_pixels: int) -> int:
+        """Points per direction and round of the parametric search for an image of C·H·W pixels.
+
+        ``batch_size`` when set. Otherwise 32 up to 256 pixels and 16 above: larger rounds
+        make larger GEMMs but may trace a few points the stopping rule would not have needed.
+        Against 16, 32 took 11 % less CPU at 8×8 on an idle machine (1.84 → 1.37 s wall per
+        p-value with two threads) and about the same at 16×16, while at 32×32 it was no faster
+        with one thread and 18 % slower with two (one image; ``benchmarks/si_spacing.py
+        --batch-sizes``, ``benchmarks/si_vs_si4onnx.py``; results in ``benchmarks/results``).
+        """
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return 32 if n_pixels <= 256 else 16
+
     def _check_params(self) -> None:
         if not hasattr(self.localizer, "model_"):
             raise ValueError("the localizer is not fitted: call fit() or load() first")
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, (int, np.integer))
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer or None, got {self.batch_size!r}"
+            )
         if not (np.isfinite(self.lam) and self.lam > 0):
             raise ValueError(f"lam must be > 0, got {self.lam}")
         if self.termination not in TERMINATIONS:
@@ -421,7 +440,7 @@ class SelectiveTest:
             evaluate,
             z,
             z_max=float(self.z_max),
-            batch_size=int(self.batch_size),
+            batch_size=self.search_batch_size(np.size(a)),
             spacing=float(self.spacing),
             termination=self.termination,
             precision=float(self.precision),
