@@ -136,7 +136,8 @@ class PrefixCache:
     moved along its (exact) slope, skipping j of the five U-Net evaluations. A ring buffer
     of ``capacity`` points; use one cache per line (a, b). ``calls_run`` counts the U-Net
     calls evaluated; without the cache it would be points × calls (with the synthetic-setting
-    models of ``benchmarks/si_flop_floor.py`` the cache saves ~15 %).
+    models the cache saves 19–23 % of the multiply-adds at 8×8 to 32×32, and resuming inside
+    a call would save only ~3 % more: ``benchmarks/si_reuse_depth.py``).
     """
 
     def __init__(self, capacity: int = 512) -> None:
