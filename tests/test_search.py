@@ -87,3 +87,9 @@ def test_precision_stop_places_no_point_in_negligible_tails():
 def test_bad_spacing_is_rejected():
     with pytest.raises(ValueError, match="spacing"):
         parametric_search(grid_evaluator(0.1, accept_most), 0.0, spacing=0.0)
+
+
+@pytest.mark.parametrize("batch", [0, 2.5, True])
+def test_bad_batch_size_is_rejected(batch):
+    with pytest.raises(ValueError, match="batch_size"):
+        parametric_search(grid_evaluator(0.1, accept_most), 0.0, batch_size=batch)

@@ -204,6 +204,16 @@ def _p_bounds(known: np.ndarray, z: float, left: float, right: float, alternativ
     return p, (max(0.0, min(min(p_ends), p)), min(1.0, max(p_hi, p)))
 
 
+def check_batch_size(batch_size: object) -> None:
+    """Raise ``ValueError`` unless ``batch_size`` is a positive integer (bool excluded)."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def parametric_search(
     evaluate: Callable[[np.ndarray], list],
     z_obs: float,
@@ -252,8 +262,7 @@ def parametric_search(
     """
     if termination not in TERMINATIONS:
         raise ValueError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     if not (np.isfinite(spacing) and spacing > 0):
         raise ValueError(f"spacing must be > 0, got {spacing}")
     z_max = max(float(z_max), abs(z_obs) + 5.0)

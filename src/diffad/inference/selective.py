@@ -25,6 +25,7 @@ from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise
 from diffad.inference.comparators import bonferroni_p_value, permutation_p_value
 from diffad.inference.search import (
     TERMINATIONS,
+    check_batch_size,
     oc_interval,
     parametric_search,
     selection_intervals,
@@ -260,20 +261,14 @@ class SelectiveTest:
         --batch-sizes``, ``benchmarks/si_vs_si4onnx.py``; results in ``benchmarks/results``).
         """
         if self.batch_size is not None:
-            return int(self.batch_size)
+            return self.batch_size
         return 32 if n_pixels <= 256 else 16
 
     def _check_params(self) -> None:
         if not hasattr(self.localizer, "model_"):
             raise ValueError("the localizer is not fitted: call fit() or load() first")
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, (int, np.integer))
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer or None, got {self.batch_size!r}"
-            )
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size)
         if not (np.isfinite(self.lam) and self.lam > 0):
             raise ValueError(f"lam must be > 0, got {self.lam}")
         if self.termination not in TERMINATIONS:
