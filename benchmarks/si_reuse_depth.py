@@ -103,7 +103,7 @@ def replay(rounds: list, calls: int) -> dict:
             calls_run += calls - call_depth
         seen_lo.extend(lo)
         seen_hi.extend(hi)
-    return {"macs": total, "calls_run": calls_run, "blocks_per_call": per_call}
+    return {"macs": total, "calls_run": calls_run}
 
 
 def main() -> None:
@@ -124,8 +124,9 @@ def main() -> None:
     cached = SelectiveTest(loc, 1.0, lam=LAM, device="cpu", **batch)
     shape = (1, args.size, args.size)
     rounds: list = []
-    record_blocks(plain._tracer(shape), rounds)
-    calls = len(plain._tracer(shape).steps)
+    tracer = plain._tracer(shape)
+    record_blocks(tracer, rounds)
+    calls = len(tracer.steps)
     rows = []
     trial = 0
     t0 = time.perf_counter()
@@ -166,7 +167,7 @@ def main() -> None:
         "batch_size": plain.search_batch_size(args.size**2),
         "trials": len(rows),
         "points": sum(r["points"] for r in rows),
-        "blocks_per_call": rep["blocks_per_call"],
+        "blocks_per_call": len(tracer.steps[0]["down"]) + len(tracer.steps[0]["up"]),
         "fraction_run_call_cache": sum(r["macs_call_cache"] for r in rows) / none,
         "fraction_run_block_cache": sum(r["macs_block_cache"] for r in rows) / none,
         # Points that land exactly on a cached interval end may resolve either way by rounding.
