@@ -256,9 +256,9 @@ class SelectiveTest:
         ``batch_size`` when set. Otherwise 32 up to 256 pixels and 16 above: larger rounds
         make larger GEMMs but may trace a few points the stopping rule would not have needed.
         Against 16, 32 took 11 % less CPU at 8×8 on an idle machine (1.84 → 1.37 s wall per
-        p-value with two threads) and about the same at 16×16, while at 32×32 it was no faster
-        with one thread and 18 % slower with two (one image; ``benchmarks/si_spacing.py
-        --batch-sizes``, ``benchmarks/si_vs_si4onnx.py``; results in ``benchmarks/results``).
+        p-value with two threads) and about the same at 16×16 and 32×32; larger images are
+        untested with 32 and keep 16 (``benchmarks/si_spacing.py --batch-sizes``,
+        ``benchmarks/si_vs_si4onnx.py``; results in ``benchmarks/results``).
         """
         if self.batch_size is not None:
             return self.batch_size
