@@ -20,6 +20,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_details() -> dict:
+    """CPU family, model, stepping, clock and widest vector extension from /proc/cpuinfo.
+
+    Two machines that both call themselves "AMD EPYC" can differ by CPU generation, and the
+    speed ratio of a GEMM-bound engine to an interpreter-bound one moves with it, so every
+    timing records which one it ran on. Empty where /proc/cpuinfo is unreadable.
+    """
+    fields = {"cpu family": "family", "model": "model", "stepping": "stepping", "cpu MHz": "mhz"}
+    out: dict = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in fields and fields[key] not in out:
+            out[fields[key]] = value
+        elif key == "flags" and "vector" not in out:
+            flags = set(value.split())
+            out["vector"] = next(
+                (f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "other"
+            )
+    return out
+
+
 def machine_info() -> dict:
     """Command, cores, CPU, load, Python and library versions, torch threads, CUDA.
 
@@ -35,6 +61,7 @@ def machine_info() -> dict:
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
+        "cpu_details": cpu_details(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
