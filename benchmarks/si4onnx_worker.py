@@ -90,7 +90,9 @@ def main() -> int:
     torch.set_num_threads(int(job.get("threads", 1)))
     results = []
     for i, spec in enumerate(job["images"]):
-        per = {"image": i, "runs": []}
+        # The driver sends one image per job; "first_image" keeps the logged index global.
+        index = int(job.get("first_image", 0)) + i
+        per = {"image": index, "runs": []}
         for mode in job["modes"]:
             try:
                 per["runs"].append(run_one(spec, job, mode))
@@ -100,7 +102,7 @@ def main() -> int:
                 )
             last = per["runs"][-1]
             print(
-                f"si4onnx image {i} {mode['name']}: p={last.get('p_value')} "
+                f"si4onnx image {index} {mode['name']}: p={last.get('p_value')} "
                 f"pieces={last.get('search_count')} {last.get('seconds', 0):.1f}s",
                 file=sys.stderr,
                 flush=True,

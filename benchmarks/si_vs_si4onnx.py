@@ -408,6 +408,7 @@ def main() -> int:
                 "threshold_float64": bool(args.si4onnx_threshold_float64),
                 "modes": [SI4ONNX_MODES[m] for m in modes],
                 "images": [specs[i]],
+                "first_image": i,
             }
             job_path, res_path = tmpd / f"job{i}.json", tmpd / f"result{i}.json"
             job_path.write_text(json.dumps(job))
