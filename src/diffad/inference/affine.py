@@ -33,13 +33,21 @@ def shrink_interval(
         Shape (C, n, H, W): decision functions at each point and their z-derivatives.
     lo, hi : torch.Tensor
         Shape (n,), offsets relative to each point (lo <= 0 <= hi); updated in place.
+
+    Notes
+    -----
+    A unit changes sign at dz = −value/slope = −1/q with q = slope/value, so the nearest
+    root on the right is 1/(−min q) when min q < 0 and the nearest on the left is −1/max q
+    when max q > 0. That is one element-wise pass and two reductions over the units; the
+    rest is done on the (n,) vectors. Units with value 0 give 0/0 (a max-pool winner
+    against itself) or ±inf; both are dropped, as a point exactly on a switch has no side
+    to keep (the search never places points there: it steps past piece ends).
     """
-    # A unit changes sign at dz = -value/slope = -ratio; positive roots (ratio < 0) bound
-    # from above, negative roots (ratio > 0) from below. slope == 0 gives ±inf or nan,
-    # which both comparisons discard. Working with the ratio saves a negation pass.
-    ratio = value / slope
-    up = -torch.where(ratio < 0, ratio, -torch.inf).amax(dim=_REDUCE)
-    down = -torch.where(ratio > 0, ratio, torch.inf).amin(dim=_REDUCE)
+    q = slope / value
+    q.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    q_min, q_max = q.amin(dim=_REDUCE), q.amax(dim=_REDUCE)
+    up = torch.where(q_min < 0, -1.0 / q_min, torch.inf)
+    down = torch.where(q_max > 0, -1.0 / q_max, -torch.inf)
     torch.minimum(hi, up, out=hi)
     torch.maximum(lo, down, out=lo)
 
@@ -114,15 +122,15 @@ def relu_pair(
     """ReLU (or LeakyReLU) with its sign decisions recorded in (lo, hi); in place."""
     value, slope = state[:, :n], state[:, n:]
     shrink_interval(value, slope, lo, hi)
-    neg = value <= 0
+    pos = value > 0
     if patterns is not None:
-        patterns.append(neg.clone())
+        patterns.append(~pos)
     if negative_slope == 0.0:
-        factor = (~neg).to(state.dtype)
+        factor = pos.to(state.dtype)
     else:
         # Built in the state's dtype: a float32 0.01 would differ from LeakyReLU's by 2e-10.
         one = torch.ones((), dtype=state.dtype, device=state.device)
-        factor = torch.where(neg, one * negative_slope, one)
+        factor = torch.where(pos, one, one * negative_slope)
     # Values and slopes take the same branch: one multiply over both halves.
     c, _, h, w = state.shape
     state.view(c, 2, n, h, w).mul_(factor[:, None])
