@@ -332,11 +332,13 @@ def parametric_search(
             # is 10x lighter cannot move the p-value much and waits.
             m_right = float(log_ndtr(-right)) if right < z_max else -np.inf
             m_left = float(log_ndtr(left)) if left > -z_max else -np.inf
-            # With the precision stop, a tail lighter than precision/10 of the known mass
-            # never has to be explored: no point of this round is placed in it.
+            # With the precision stop, a tail lighter than precision/4 of the known mass
+            # never has to be explored: adding mass u to one side moves F = A/(A + B) by
+            # at most u/(A + B) and p = 2·min(F, 1 − F) by twice that, so two such tails
+            # keep the bracket within precision. No point of this round is placed there.
             reach = z_max
             if termination == "precision" and np.isfinite(log_known):
-                reach = min(z_max, float(-ndtri(precision / 10 * np.exp(log_known))))
+                reach = min(z_max, float(-ndtri(precision / 4 * np.exp(log_known))))
             pts = []
             for lim in (reach, z_max):  # the full range if the capped one has no room left
                 if m_right > -np.inf and m_right >= m_left - np.log(10.0):
