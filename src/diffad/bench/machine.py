@@ -9,15 +9,22 @@ import time
 from pathlib import Path
 
 
+def _first_cpu() -> dict[str, str]:
+    """The first processor's ``key: value`` entries of /proc/cpuinfo (empty if unreadable)."""
+    out: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _first_cpu().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_details() -> dict:
@@ -27,22 +34,14 @@ def cpu_details() -> dict:
     speed ratio of a GEMM-bound engine to an interpreter-bound one moves with it, so every
     timing records which one it ran on. Empty where /proc/cpuinfo is unreadable.
     """
+    cpu = _first_cpu()
     fields = {"cpu family": "family", "model": "model", "stepping": "stepping", "cpu MHz": "mhz"}
-    out: dict = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in fields and fields[key] not in out:
-            out[fields[key]] = value
-        elif key == "flags" and "vector" not in out:
-            flags = set(value.split())
-            out["vector"] = next(
-                (f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "other"
-            )
+    out = {name: cpu[key] for key, name in fields.items() if key in cpu}
+    if "flags" in cpu:
+        flags = set(cpu["flags"].split())
+        out["vector"] = next(
+            (f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "other"
+        )
     return out
 
 
