@@ -57,15 +57,19 @@ class Zonotope:
     def __init__(self, gens: torch.Tensor, box: torch.Tensor) -> None:
         self.gens, self.box = gens, box
 
-    def linear(self, op, op_abs=None) -> Zonotope:
-        # A linear map acts on centre and generators; the box needs |op| (same op when the
-        # map has non-negative weights: pooling, up-sampling, filtering).
-        return Zonotope(op(self.gens), (op_abs or op)(self.box))
+    def linear(self, op) -> Zonotope:
+        # Only for maps with non-negative weights (pooling, up-sampling, filtering), which
+        # act on the box as they do on the generators.
+        return Zonotope(op(self.gens), op(self.box))
 
     def padded(self, width: int) -> torch.Tensor:
-        g = self.gens
-        extra = g.new_zeros((g.shape[0], width - g.shape[1], *g.shape[2:]))
-        return torch.cat([g, extra], 1)
+        return _pad(self.gens, width)
+
+
+def _pad(cols: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero columns appended to (C, k, H, W) up to (C, width, H, W)."""
+    extra = cols.new_zeros((cols.shape[0], width - cols.shape[1], *cols.shape[2:]))
+    return torch.cat([cols, extra], 1)
 
 
 def _combine(a: Zonotope, ca: float, b: Zonotope, cb: float) -> Zonotope:
@@ -78,13 +82,12 @@ def _concat(a: Zonotope, b: Zonotope) -> Zonotope:
     return Zonotope(torch.cat([a.padded(width), b.padded(width)]), torch.cat([a.box, b.box]))
 
 
-def _relu(z: Zonotope, slope: float, max_generators: int, unstable: list) -> Zonotope:
+def _relu(z: Zonotope, slope: float, max_generators: int) -> Zonotope:
     g, box = z.gens, z.box
     centre = g[:, :1]
     spread = g[:, 1:].abs().sum(1, keepdim=True) + box
     lo, hi = centre - spread, centre + spread
     mixed = (lo < 0) & (hi > 0)
-    unstable.append(int(mixed.sum()))
     # DeepZ: on [lo, hi], relu(x) lies within λx + μ ± μ with λ = hi/(hi − lo), μ = −λ·lo/2.
     lam = torch.where(hi <= 0, 0.0, torch.where(lo >= 0, 1.0, hi / (hi - lo)))
     mu = torch.where(mixed, -lam * lo / 2, 0.0) * (1 - slope)
@@ -110,25 +113,25 @@ def _relu(z: Zonotope, slope: float, max_generators: int, unstable: list) -> Zon
     return Zonotope(g, box)
 
 
-def _block(tracer, z, blk, max_generators, unstable) -> Zonotope:
+def _block(tracer, z, blk, max_generators) -> Zonotope:
     _, _, const, k, _, weight = blk
     z = Zonotope(
         conv_pair(z.gens, weight, k, 1, const), conv_pair(z.box, weight.abs(), k, 0, const)
     )
-    return _relu(z, tracer.negative_slope, max_generators, unstable)
+    return _relu(z, tracer.negative_slope, max_generators)
 
 
-def _unet(tracer, z, step, max_generators, unstable) -> Zonotope:
+def _unet(tracer, z, step, max_generators) -> Zonotope:
     skips = []
     for j, blk in enumerate(step["down"]):
         if j > 0:
             z = z.linear(avg_pool_pair)
-        z = _block(tracer, z, blk, max_generators, unstable)
+        z = _block(tracer, z, blk, max_generators)
         skips.append(z)
     skips.pop()
     for blk in step["up"]:
         z = _concat(z.linear(lambda t: upsample_pair(t, tracer.upsample)), skips.pop())
-        z = _block(tracer, z, blk, max_generators, unstable)
+        z = _block(tracer, z, blk, max_generators)
     weight, bias, k = step["out"]
     return Zonotope(
         conv_pair(z.gens, weight, k, 1, bias), conv_pair(z.box, weight.abs(), k, 0, bias)
@@ -142,27 +145,26 @@ def bound_filtered_difference(
     z1: float,
     z2: float,
     max_generators: int,
-) -> tuple[np.ndarray, np.ndarray, int, list]:
-    """Sound lower and upper bounds of F over [z1, z2], the generators used, unstable units."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sound lower and upper bounds of F over [z1, z2] and the number of generators used."""
     c, h, w = tracer.image_shape
     at = torch.as_tensor(a, dtype=torch.float64).reshape(c, h, w)
     bt = torch.as_tensor(b, dtype=torch.float64).reshape(c, h, w)
     x = torch.stack([at + bt * (z1 + z2) / 2, bt * (z2 - z1) / 2], 1)  # z = centre + half·ε
     z = Zonotope(tracer.in_scale * x, x.new_zeros((c, 1, h, w)))
     z.gens[:, 0] += tracer.in_noise
-    unstable: list = []
     with torch.no_grad():
         for step in tracer.steps:
-            eps = _unet(tracer, z, step, max_generators, unstable)
+            eps = _unet(tracer, z, step, max_generators)
             z = _combine(z, step["c_x"], eps, step["c_eps"])
             if step["noise"] is not None:
                 z.gens[:, 0] += step["noise"]
         width = z.gens.shape[1]
-        diff = Zonotope(z.gens - Zonotope(x, z.box).padded(width), z.box)
+        diff = Zonotope(z.gens - _pad(x, width), z.box)
         filt = diff.linear(lambda t: mean_filter_pair(t, tracer.filter_size))
     centre = filt.gens[:, 0].reshape(-1)
     spread = filt.gens[:, 1:].abs().sum(1).reshape(-1) + filt.box.reshape(-1)
-    return (centre - spread).numpy(), (centre + spread).numpy(), width - 1, unstable
+    return (centre - spread).numpy(), (centre + spread).numpy(), width - 1
 
 
 def certainly_different(lower, upper, m_obs) -> np.ndarray:
@@ -251,7 +253,7 @@ def main() -> None:
                 ok, gens, secs = [], [], []
                 for s in starts:
                     t0 = time.perf_counter()
-                    lower, upper, g, _ = bound_filtered_difference(
+                    lower, upper, g = bound_filtered_difference(
                         tracer, line.a, line.b, pieces[s][0], pieces[s + k - 1][1], cap
                     )
                     secs.append(time.perf_counter() - t0)
