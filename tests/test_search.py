@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from diffad.inference.search import parametric_search
+from diffad.inference.search import (
+    _log_masses,
+    _p_bounds,
+    _precision_limits,
+    merge_intervals,
+    parametric_search,
+)
 from diffad.inference.truncnorm import truncated_p_value
 
 
@@ -82,6 +88,48 @@ def test_precision_stop_places_no_point_in_negligible_tails():
     # The first round sees the known mass of one piece (≥ 0.19); later rounds more.
     reach = -ndtri(1e-3 / 4 * 0.19)
     assert max(abs(z) for z in seen) <= reach
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "abs"])
+@pytest.mark.parametrize("seed", range(20))
+def test_precision_limits_keep_the_bracket_within_precision(alternative, seed):
+    # A known truncation set on both sides of z_obs, explored up to the limits.
+    rng = np.random.default_rng(seed)
+    z_obs = rng.uniform(-3.0, 3.0)
+    lo = z_obs - rng.exponential(0.5, 2)
+    hi = z_obs + rng.exponential(0.5, 2)
+    known = merge_intervals([[lo[0], lo[0] + 0.3 * (z_obs - lo[0])], [lo[1], hi[0]]])
+    la, lb = _log_masses(known, z_obs, alternative)
+    for precision in (1e-3, 1e-2):
+        right, left = _precision_limits(la, lb, precision, alternative)
+        # The explored range must contain the known set; the limits may lie inside it.
+        right = max(right, known[-1, 1], z_obs)
+        left = min(left, known[0, 0], z_obs)
+        _, (p_lo, p_hi) = _p_bounds(known, z_obs, left, right, alternative)
+        assert p_hi - p_lo <= precision * (1 + 1e-9)
+
+
+def test_precision_stop_hardly_explores_the_side_that_cannot_move_a_small_p():
+    # z_obs deep in the left part of an all-accepting set: p is small, the mass below z_obs
+    # is tiny, so the right tail (which only adds to the mass above) barely matters.
+    seen: list[float] = []
+    z_obs = -2.5
+    res = parametric_search(
+        grid_evaluator(0.05, lambda k: True, seen),
+        z_obs,
+        batch_size=8,
+        spacing=1.0,
+        termination="precision",
+        precision=1e-3,
+    )
+    exact = truncated_p_value(z_obs, exact_set(0.05, lambda k: True))
+    assert res.p_bounds[1] - res.p_bounds[0] <= 1e-3
+    assert abs(res.p_value - exact) <= 1e-3
+    # A ≈ Φ(−2.5) = 0.0062 and B ≈ 1, so a right tail of mass up to 1e-3/(4·0.0062) = 0.04
+    # (z ≈ 1.75) cannot matter; the left tail must fall below 1e-3/4 (z ≈ −3.48). A rule
+    # with the same mass on both sides would explore the right side to z ≈ 3.48 too.
+    assert max(seen) < 1.8
+    assert min(seen) < -3.4
 
 
 def test_bad_spacing_is_rejected():

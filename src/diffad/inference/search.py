@@ -204,6 +204,34 @@ def _p_bounds(known: np.ndarray, z: float, left: float, right: float, alternativ
     return p, (max(0.0, min(min(p_ends), p)), min(1.0, max(p_hi, p)))
 
 
+def _precision_limits(
+    log_a: float, log_b: float, precision: float, alternative: str
+) -> tuple[float, float]:
+    """(right, left): beyond these the unexplored tails cannot widen the p bracket past
+    ``precision`` (``left`` may exceed ``right``; ±inf when a side never matters).
+
+    Two-sided p: the unexplored mass u_L left of the explored range adds to A (the known mass
+    below z_obs) and u_R right of it to B, so F = A/(A + B) rises by at most u_L·B/(A + B)²
+    and falls by at most u_R·A/(A + B)², and p = 2·min(F, 1 − F) moves by twice that. Tails
+    with u_L ≤ precision·(A + B)²/(4B) and u_R ≤ precision·(A + B)²/(4A) therefore keep the
+    bracket within ``precision``. When p is small one of A, B is small, and the tail on the
+    other side hardly needs exploring. For ``"abs"``, p = A/(A + B) moves by at most
+    u/(A + B) for either tail, so each tail below precision·(A + B)/4 will do.
+    """
+    log_total = float(np.logaddexp(log_a, log_b))
+    log_q = np.log(precision / 4.0)
+    if alternative == "two-sided":
+        log_u_right = log_q + 2.0 * log_total - log_a
+        log_u_left = log_q + 2.0 * log_total - log_b
+    else:
+        log_u_right = log_u_left = log_q + log_total
+
+    def limit(log_u: float) -> float:  # z with upper-tail mass exp(log_u)
+        return float(-ndtri(np.exp(log_u))) if log_u < 0.0 else -np.inf
+
+    return limit(log_u_right), -limit(log_u_left)
+
+
 def check_batch_size(batch_size: object) -> None:
     """Raise ``ValueError`` unless ``batch_size`` is a positive integer (bool excluded)."""
     if (
@@ -272,7 +300,9 @@ def parametric_search(
     left = right = float(z_obs)
     n_eval = n_rounds = 0
     p, bounds = float("nan"), (0.0, 1.0)
-    log_known = -np.inf  # log probability mass of the truncation set found so far
+    # log masses of the truncation set found so far, split as p needs them (A, B)
+    log_below = log_above = -np.inf
+    known_any = False
 
     def eps(x: float) -> float:
         return step * max(1.0, abs(x))
@@ -328,26 +358,30 @@ def parametric_search(
             pts = [float(z_obs)]
             first = False
         else:
-            # Spend the round where the unexplored probability mass is: a side whose tail
-            # is 10x lighter cannot move the p-value much and waits.
+            # Spend the round where the unexplored probability mass matters: a side whose
+            # tail moves the p bracket 10x less than the other's waits. For the two-sided p
+            # a tail's effect is its mass times the known mass on the other side of z_obs
+            # (see ``_precision_limits``).
             m_right = float(log_ndtr(-right)) if right < z_max else -np.inf
             m_left = float(log_ndtr(left)) if left > -z_max else -np.inf
-            # With the precision stop, a tail lighter than precision/4 of the known mass
-            # never has to be explored: adding mass u to one side moves F = A/(A + B) by
-            # at most u/(A + B) and p = 2·min(F, 1 − F) by twice that, so two such tails
-            # keep the bracket within precision. No point of this round is placed there.
-            reach = z_max
-            if termination == "precision" and np.isfinite(log_known):
-                reach = min(z_max, float(-ndtri(precision / 4 * np.exp(log_known))))
+            w_right, w_left = m_right, m_left
+            if termination != "exhaustive" and alternative == "two-sided" and known_any:
+                w_right, w_left = m_right + log_below, m_left + log_above
+            limits = [(z_max, -z_max)]
+            if termination == "precision" and known_any:
+                # No point of this round is placed where the tail is too light to matter;
+                # the full range is the fallback when the capped one has no room left.
+                capped = _precision_limits(log_below, log_above, precision, alternative)
+                limits.insert(0, (min(z_max, capped[0]), max(-z_max, capped[1])))
             pts = []
-            for lim in (reach, z_max):  # the full range if the capped one has no room left
-                if m_right > -np.inf and m_right >= m_left - np.log(10.0):
+            for right_limit, left_limit in limits:
+                if m_right > -np.inf and w_right >= w_left - np.log(10.0):
                     pts += candidates(
-                        right, 1, lim, batch_size if m_left > -np.inf else 2 * batch_size
+                        right, 1, right_limit, batch_size if m_left > -np.inf else 2 * batch_size
                     )
-                if m_left > -np.inf and m_left >= m_right - np.log(10.0):
+                if m_left > -np.inf and w_left >= w_right - np.log(10.0):
                     pts += candidates(
-                        left, -1, -lim, batch_size if m_right > -np.inf else 2 * batch_size
+                        left, -1, left_limit, batch_size if m_right > -np.inf else 2 * batch_size
                     )
                 if pts:
                     break
@@ -369,7 +403,8 @@ def parametric_search(
             tol=4 * step,
         )
         p, bounds = _p_bounds(known, z_obs, left, right, alternative)
-        log_known = float(np.logaddexp(*_log_masses(known, z_obs, alternative)))
+        log_below, log_above = _log_masses(known, z_obs, alternative)
+        known_any = bool(np.isfinite(np.logaddexp(log_below, log_above)))
         done = right >= z_max and left <= -z_max
         if termination == "precision" and bounds[1] - bounds[0] <= precision:
             done = True
