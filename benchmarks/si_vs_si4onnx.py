@@ -59,6 +59,7 @@ sys.path.insert(0, str(HERE))
 
 import si_models  # noqa: E402
 from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
+from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
@@ -338,6 +339,7 @@ def main() -> int:
             "median_seconds_si4onnx": med.get(("si4onnx", "default")),
             "speed_ratio": ratio(med.get(("si4onnx", "default")), med.get(("diffad", "default"))),
             "cpu_speed_ratio": pair("default", "default")["cpu_speed_ratio"],
+            "default_modes": default_agreement(per_image),
             "exact": pair("exhaustive", "exact"),
             "precision_1e-3": pair("default", "precision"),
             "seconds": {f"{eng}_{m}": secs(eng, m) for eng, m in timed_runs},

@@ -1,7 +1,9 @@
 """Pool several ``si_vs_si4onnx.py`` result files (same D, disjoint image seeds) into one.
 
 Agreement is pooled over every image that has both diffad ``exact`` and si4onnx
-``exhaustive`` p-values; speed medians are pooled over every image that has the mode.
+``exhaustive`` p-values, and separately over every image that has both engines' ``default``
+p-values (both stop at precision 1e-3); speed medians are pooled over every image that has
+the mode.
 
 Usage::
 
@@ -21,12 +23,39 @@ import numpy as np
 from diffad.bench.results import write_json
 
 
+def default_agreement(per_image: list[dict]) -> dict:
+    """How far the two engines' default-mode p-values lie apart on the images of one run.
+
+    Both stop once p is bracketed to 1e-3, so they may differ by up to about that much;
+    ``each_inside_other_bracket`` says whether each p lies in the other engine's bracket.
+    """
+    diffs, same_region, inside = [], [], []
+    for e in per_image:
+        d = e.get("diffad", {}).get("default")
+        s = e.get("si4onnx", {}).get("default")
+        if not d or not s or d.get("p_value") is None or s.get("p_value") is None:
+            continue
+        diffs.append(abs(d["p_value"] - s["p_value"]))
+        same_region.append(
+            np.array_equal(np.ravel(d["region"]).astype(bool), np.ravel(s["roi"]).astype(bool))
+        )
+        lo, hi = d["p_value_bounds"]
+        inside.append(lo <= s["p_value"] <= hi and s["inf_p"] <= d["p_value"] <= s["sup_p"])
+    return {
+        "compared": len(diffs),
+        "max_abs_diff": max(diffs, default=None),
+        "all_regions_equal": all(same_region) if same_region else None,
+        "each_inside_other_bracket": all(inside) if inside else None,
+    }
+
+
 def pooled(files: list[str]) -> dict:
     """Pooled agreement and per-mode median seconds over the images of ``files``."""
-    rows, secs, sizes = [], {}, set()
+    rows, secs, sizes, images = [], {}, set(), []
     for f in files:
         data = json.loads(Path(f).read_text())
         sizes.add(data["size"])
+        images += data["per_image"]
         for e in data["per_image"]:
             comp = e.get("comparison", {})
             if "p_diffad_exact" in comp:
@@ -61,6 +90,7 @@ def pooled(files: list[str]) -> dict:
         "p_si4onnx": [r["p_si4onnx"] for r in rows],
         "max_abs_diff": max((r["abs_diff"] for r in rows), default=None),
         "all_regions_equal": all(r["same_region"] for r in rows) if rows else None,
+        "default_modes": default_agreement(images),
         "max_intervals_symdiff_length": max(
             (r["intervals_symdiff_length"] or 0.0 for r in rows), default=None
         ),
@@ -83,7 +113,7 @@ def main() -> int:
     args = parser.parse_args()
     out = pooled(args.files)
     write_json(args.out, out, indent=1)
-    show = ("compared", "max_abs_diff", "all_regions_equal", "median_seconds")
+    show = ("compared", "max_abs_diff", "all_regions_equal", "default_modes", "median_seconds")
     print(json.dumps({k: out[k] for k in show}, indent=1))
     return 0
 
