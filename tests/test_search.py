@@ -105,7 +105,7 @@ def test_precision_limits_keep_the_bracket_within_precision(alternative, seed):
         # The explored range must contain the known set; the limits may lie inside it.
         right = max(right, known[-1, 1], z_obs)
         left = min(left, known[0, 0], z_obs)
-        _, (p_lo, p_hi) = _p_bounds(known, z_obs, left, right, alternative)
+        _, (p_lo, p_hi) = _p_bounds(la, lb, z_obs, left, right, alternative)
         assert p_hi - p_lo <= precision * (1 + 1e-9)
 
 

@@ -169,13 +169,12 @@ def p_from_masses(log_a: float, log_b: float, alternative: str) -> float:
     return float(min(1.0, 2.0 * np.exp(min(log_a, log_b) - total)))
 
 
-def _p_bounds(known: np.ndarray, z: float, left: float, right: float, alternative: str):
-    """p on the known set and its bracket over the unknown tails (−∞, left), (right, ∞)."""
-    la, lb = _log_masses(known, z, alternative)
+def _p_bounds(la: float, lb: float, z: float, left: float, right: float, alternative: str):
+    """p on the known set, given by its log masses (``_log_masses``), and its bracket over
+    the unknown tails (−∞, left), (right, ∞)."""
     p = p_from_masses(la, lb, alternative)
     # Unknown masses, split as the p formula needs them.
     if alternative == "abs":
-        a = abs(z)
         unk = np.array([[-np.inf, left], [right, np.inf]])
         ua, ub = _log_masses(unk, z, "abs")
         corners = [
@@ -183,7 +182,6 @@ def _p_bounds(known: np.ndarray, z: float, left: float, right: float, alternativ
             for xa in (-np.inf, ua)
             for xb in (-np.inf, ub)
         ]
-        del a
         vals = [c for c in corners if np.isfinite(c)]
         return p, (min(vals), max(vals)) if vals else (0.0, 1.0)
     u_left = float(log_ndtr(left)) if np.isfinite(left) else (-np.inf if left < 0 else 0.0)
@@ -302,7 +300,6 @@ def parametric_search(
     p, bounds = float("nan"), (0.0, 1.0)
     # log masses of the truncation set found so far, split as p needs them (A, B)
     log_below = log_above = -np.inf
-    known_any = False
 
     def eps(x: float) -> float:
         return step * max(1.0, abs(x))
@@ -364,6 +361,7 @@ def parametric_search(
             # (see ``_precision_limits``).
             m_right = float(log_ndtr(-right)) if right < z_max else -np.inf
             m_left = float(log_ndtr(left)) if left > -z_max else -np.inf
+            known_any = max(log_below, log_above) > -np.inf
             w_right, w_left = m_right, m_left
             if termination != "exhaustive" and alternative == "two-sided" and known_any:
                 w_right, w_left = m_right + log_below, m_left + log_above
@@ -402,9 +400,8 @@ def parametric_search(
             [(max(lo, left), min(hi, right)) for lo, hi in accepted if hi > left and lo < right],
             tol=4 * step,
         )
-        p, bounds = _p_bounds(known, z_obs, left, right, alternative)
         log_below, log_above = _log_masses(known, z_obs, alternative)
-        known_any = bool(np.isfinite(np.logaddexp(log_below, log_above)))
+        p, bounds = _p_bounds(log_below, log_above, z_obs, left, right, alternative)
         done = right >= z_max and left <= -z_max
         if termination == "precision" and bounds[1] - bounds[0] <= precision:
             done = True
