@@ -50,8 +50,9 @@ def default_agreement(per_image: list[dict]) -> dict:
 
 
 def pooled(files: list[str]) -> dict:
-    """Pooled agreement and per-mode median seconds over the images of ``files``."""
-    rows, secs, sizes, images = [], {}, set(), []
+    """Pooled agreement, per-mode median seconds and per-mode totals of seconds and pieces
+    (diffad's traced points, si4onnx's ``search_count``) over the images of ``files``."""
+    rows, secs, pieces, sizes, images = [], {}, {}, set(), []
     for f in files:
         data = json.loads(Path(f).read_text())
         sizes.add(data["size"])
@@ -74,6 +75,8 @@ def pooled(files: list[str]) -> dict:
                 for mode, run in e.get(eng, {}).items():
                     if isinstance(run, dict) and "seconds" in run and "p_value" in run:
                         secs.setdefault(f"{eng}_{mode}", []).append(run["seconds"])
+                        count = run.get("n_pieces", run.get("search_count"))
+                        pieces.setdefault(f"{eng}_{mode}", []).append(count)
     if len(sizes) > 1:
         raise ValueError(f"files mix image sizes {sorted(sizes)}")
     med = {k: float(np.median(v)) for k, v in secs.items()}
@@ -96,6 +99,9 @@ def pooled(files: list[str]) -> dict:
         ),
         "median_seconds": med,
         "n_timed": n,
+        "total_seconds": {k: float(np.sum(v)) for k, v in secs.items()},
+        "median_pieces": {k: float(np.median(v)) for k, v in pieces.items()},
+        "total_pieces": {k: int(np.sum(v)) for k, v in pieces.items()},
         "speed_ratio_default": ratio("si4onnx_default", "diffad_default"),
         "speed_ratio_exact": ratio("si4onnx_exhaustive", "diffad_exact"),
         "speed_ratio_precision_1e-3": ratio("si4onnx_default", "diffad_precision"),
@@ -113,7 +119,16 @@ def main() -> int:
     args = parser.parse_args()
     out = pooled(args.files)
     write_json(args.out, out, indent=1)
-    show = ("compared", "max_abs_diff", "all_regions_equal", "default_modes", "median_seconds")
+    show = (
+        "compared",
+        "max_abs_diff",
+        "all_regions_equal",
+        "default_modes",
+        "median_seconds",
+        "total_seconds",
+        "median_pieces",
+        "total_pieces",
+    )
     print(json.dumps({k: out[k] for k in show}, indent=1))
     return 0
 
