@@ -221,6 +221,8 @@ def main() -> None:
         doc["modes"][name] = {
             "median_wall_seconds": float(np.median([r["wall_seconds"] for r in rows])),
             "median_cpu_seconds": float(np.median([r["cpu_seconds"] for r in rows])),
+            "mean_wall_seconds": float(np.mean([r["wall_seconds"] for r in rows])),
+            "mean_cpu_seconds": float(np.mean([r["cpu_seconds"] for r in rows])),
             "mean_pieces": float(np.mean([r["pieces"] for r in rows])),
             "ms_per_piece_cpu": 1000
             * float(np.sum([r["cpu_seconds"] for r in rows]))
