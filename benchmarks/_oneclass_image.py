@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from diffad.bench.machine import machine_info
 from diffad.bench.results import write_json
-from diffad.image.localizer import DDPMLocalizer
+from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.scores import SCORES, anomaly_score
 from diffad.metrics.localization import image_ap, image_auroc, reduce_maps
 

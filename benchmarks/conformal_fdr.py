@@ -42,7 +42,7 @@ DEFAULT_SETS = "cardio,fault,Pima,landsat,optdigits,satimage-2,Waveform,SpamBase
 def one_run(X: np.ndarray, y: np.ndarray, method: str, seed: int, q: float) -> dict:
     """One random split, fit, calibrate, BH; returns rates and the test-normal p-values."""
     from diffad.bench.methods import make_detector
-    from diffad.inference.conformal import ConformalDetector, benjamini_hochberg
+    from diffad.conformal import ConformalDetector, benjamini_hochberg
 
     rng = np.random.default_rng(seed)
     normal = rng.permutation(np.flatnonzero(y == 0))

@@ -3,7 +3,7 @@
     python benchmarks/image_brain.py --size 32 --quick --out F.json    # a few minutes
     python benchmarks/image_brain.py --size 64 --out benchmarks/results/image_brain_64.json
 
-Same as ``diffad bench image``; see ``diffad.image.brain_benchmark`` for the split.
+Same as ``diffad bench image``; see ``diffad.bench.image_brain`` for the split.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Export diffad's seeded DDIM reconstruction D(X) to ONNX for the authors' engine si4onnx.
 
-The exported graph is *exactly* :func:`diffad.image.reconstruct.reconstruct` for one image:
+The exported graph is *exactly* :func:`diffad.diffusion.chain.reconstruct` for one image:
 the same U-Net (in float64), the same DDIM coefficients, the same time steps and the same
-noise tensors from :func:`diffad.image.reconstruct.draw_reconstruction_noise`. Everything that
+noise tensors from :func:`diffad.diffusion.chain.draw_reconstruction_noise`. Everything that
 does not depend on the input image (time embeddings and their MLP, the noise terms, the DDIM
 scalars) is folded into float64 initializers, so the graph that si4onnx walks contains only
 the ops it can trace (Conv, Relu, AveragePool, Resize, Concat, Add, Mul, ...) and its output
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise, reconstruct
 from diffad.diffusion.schedules import NoiseSchedule
-from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
 
 # The ONNX ops si4onnx 0.1.13 can trace (si4onnx/nn.py: layers, multi_input_layers,
 # non_input_layers, random_layers). An exported graph with anything else is refused here,

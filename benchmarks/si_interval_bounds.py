@@ -39,14 +39,14 @@ from si_validity import LAM, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.inference.affine import (  # noqa: E402
+from diffad.selective.affine import (  # noqa: E402
     avg_pool_pair,
     conv_pair,
     mean_filter_pair,
     upsample_pair,
 )
-from diffad.inference.selective import SelectiveTest  # noqa: E402
-from diffad.inference.trace import ReconstructionTracer  # noqa: E402
+from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
 Z_RANGE = 10.0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffad.image.localizer import DDPMLocalizer
+from diffad.image.ddpm_localizer import DDPMLocalizer
 
 N_TRAIN = 1000
 T_START = 460

@@ -1,6 +1,6 @@
 """How much work a finer prefix cache could skip: per U-Net call against per conv block.
 
-diffad's :class:`~diffad.inference.trace.PrefixCache` lets a traced point start at the first
+diffad's :class:`~diffad.selective.tracer.PrefixCache` lets a traced point start at the first
 U-Net call whose decisions differ from those of an earlier point of the same line. A cache
 that resumed *inside* a call, at the first conv block whose decisions differ, would skip
 more, at the price of storing every block output (the skip connections) of every point.
@@ -40,8 +40,8 @@ from si_validity import LAM, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.inference.selective import SelectiveTest  # noqa: E402
-from diffad.inference.trace import ReconstructionTracer  # noqa: E402
+from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
 
 def record_blocks(tracer: ReconstructionTracer, rounds: list) -> None:

@@ -1,7 +1,7 @@
 """Points traced and CPU seconds per DAL-Test p-value for several search settings.
 
 The batched parametric search traces ``batch_size`` points per direction and round, placed
-``spacing`` median piece widths apart (``diffad.inference.search.parametric_search``). This
+``spacing`` median piece widths apart (``diffad.selective.search.parametric_search``). This
 script runs the same null images of the validity benchmark (``si_validity.draw_trial``, seed 0)
 with every pair of the given batch sizes and spacings and records, per image, the points
 traced, the CPU seconds and the p-value with its bracket, so the settings can be compared on
@@ -32,7 +32,7 @@ from si_validity import LAM, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.inference.selective import SelectiveTest  # noqa: E402
+from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict:

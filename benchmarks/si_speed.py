@@ -8,7 +8,7 @@ the load, CPU time much less. ``--ablation`` traces the same 32 points near z_ob
 (i) PyTorch's float64 conv2d one point at a time (a straightforward tracer), (ii) the GEMM
 tracer one point at a time and (iii) the GEMM tracer 16 points per pass. ``--setup`` times
 the tracer's construction (once per image: the reconstruction noise differs) and, for the
-dense matrices of the smallest U-Net levels, :func:`diffad.inference.affine.dense_matrix`
+dense matrices of the smallest U-Net levels, :func:`diffad.selective.affine.dense_matrix`
 against building the same matrix as a float64 ``conv2d`` of an identity basis.
 
 Example: ``python benchmarks/si_speed.py --size 8 --images 5 --ablation
@@ -34,10 +34,10 @@ from si_models import get_localizer  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise  # noqa: E402
-from diffad.inference.affine import dense_matrix  # noqa: E402
-from diffad.inference.selective import SelectiveTest  # noqa: E402
-from diffad.inference.trace import ReconstructionTracer  # noqa: E402
+from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise  # noqa: E402
+from diffad.selective.affine import dense_matrix  # noqa: E402
+from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
 
 def null_pairs(tester: SelectiveTest, size: int, count: int, seed: int) -> list:
@@ -133,7 +133,7 @@ def walk(tester: SelectiveTest, x, r, pieces: int, batch: int = 4) -> dict:
     """Trace ``pieces`` consecutive pieces right of z_obs (as the search does, with the
     prefix cache): measured CPU ms per piece and mean piece width. For sizes where a full
     p-value does not fit the time budget; the width only gives a rough piece density."""
-    from diffad.inference.trace import PrefixCache
+    from diffad.selective.tracer import PrefixCache
 
     a, b, z_obs, region = tester.conditioning_line(x, r)
     tracer = tester._tracer((1, *x.shape))

@@ -34,7 +34,7 @@ from si_models import get_localizer  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.inference.selective import SelectiveTest  # noqa: E402
+from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 ALPHA = 0.05
 LAM = 0.8

@@ -10,43 +10,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from diffad.diffusion.chain import ReconstructionChain, draw_reconstruction_noise, reconstruct
+from diffad.diffusion.ddim import ddim_timesteps
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
-from diffad.inference.affine import dense_matrix, shrink_interval
-from diffad.inference.trace import ReconstructionTracer, check_traceable
+from diffad.selective.affine import dense_matrix, shrink_interval
+from diffad.selective.tracer import ReconstructionTracer, check_traceable
 
 D = 8
 SCHEDULE = NoiseSchedule.linear(1000)
 STEPS = ddim_timesteps(460, 5)
+CHAIN = ReconstructionChain.ddim(SCHEDULE, STEPS)
 
 
-class MaxPoolUNet(UNet):
-    """The U-Net with 2×2 max pooling instead of average pooling (a tracer variant)."""
-
-    pool_mode = "max"
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
-        emb = self.time_embedding(t, x.shape[0], x.device)
-        skips, h = [], x
-        for i, block in enumerate(self.down):
-            if i > 0:
-                h = F.max_pool2d(h, 2)
-            h = block(h, emb)
-            skips.append(h)
-        skips.pop()
-        for block in self.up:
-            mode = self.config.upsample
-            h = F.interpolate(
-                h, scale_factor=2, mode=mode, align_corners=False if mode == "bilinear" else None
-            )
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h)
-
-
-def _random_net(cls=UNet, seed: int = 0, **cfg) -> UNet:
+def _random_net(seed: int = 0, **cfg) -> UNet:
     torch.manual_seed(seed)
-    net = cls(UNetConfig(channels=[4, 8], **cfg))
+    net = UNet(UNetConfig(channels=[4, 8], **cfg))
     for mod in net.modules():
         if isinstance(mod, nn.BatchNorm2d):  # non-trivial running statistics
             mod.running_mean.uniform_(-0.3, 0.3)
@@ -59,7 +38,6 @@ def _random_net(cls=UNet, seed: int = 0, **cfg) -> UNet:
 VARIANTS = {
     "relu-bilinear": lambda: _random_net(),
     "leaky-nearest": lambda: _random_net(activation="leaky_relu", upsample="nearest", seed=1),
-    "maxpool": lambda: _random_net(MaxPoolUNet, seed=2),
     "three-levels": lambda: UNet(UNetConfig(channels=[4, 8, 8])).eval(),
 }
 
@@ -73,7 +51,7 @@ def _direct(net: UNet, x: np.ndarray, noises) -> np.ndarray:
 def test_affine_form_equals_direct_forward_inside_interval(variant):
     net = VARIANTS[variant]()
     noises = draw_reconstruction_noise((1, 1, D, D), STEPS, seed=3, dtype=torch.float64)
-    tracer = ReconstructionTracer(net, SCHEDULE, STEPS, noises)
+    tracer = ReconstructionTracer(net, CHAIN, noises)
     net64 = copy.deepcopy(net).double()
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(1, D, D)), rng.normal(size=(1, D, D))
@@ -97,7 +75,7 @@ def test_affine_form_equals_direct_forward_inside_interval(variant):
 def test_some_decision_flips_just_outside_interval(variant):
     net = VARIANTS[variant]()
     noises = draw_reconstruction_noise((1, 1, D, D), STEPS, seed=4, dtype=torch.float64)
-    tracer = ReconstructionTracer(net, SCHEDULE, STEPS, noises)
+    tracer = ReconstructionTracer(net, CHAIN, noises)
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(1, D, D)), rng.normal(size=(1, D, D))
     z0 = 0.25
@@ -116,25 +94,22 @@ def test_tracer_matches_published_network_at_d8():
     torch.manual_seed(5)
     net = UNet().eval()
     noises = draw_reconstruction_noise((1, 1, D, D), STEPS, seed=0, dtype=torch.float64)
-    tracer = ReconstructionTracer(net, SCHEDULE, STEPS, noises)
+    tracer = ReconstructionTracer(net, CHAIN, noises)
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=(1, D, D)), 0.1 * rng.normal(size=(1, D, D))
     res = tracer.evaluate(a, b, [0.4])
-    ref = ReconstructionTracer(net, SCHEDULE, STEPS, noises, conv_impl="torch").evaluate(
-        a, b, [0.4]
-    )
-    np.testing.assert_allclose(res.recon_slope, ref.recon_slope, rtol=0, atol=1e-10)
-    assert res.hi[0] == pytest.approx(ref.hi[0], rel=1e-9)
-    z = 0.5 * (res.lo[0] + res.hi[0])
-    direct = _direct(copy.deepcopy(net).double(), a + b * z, noises)
-    affine = res.recon_value[0] + res.recon_slope[0] * (z - 0.4)
-    np.testing.assert_allclose(affine, direct, rtol=0, atol=1e-9)
+    net64 = copy.deepcopy(net).double()
+    lo, hi = res.lo[0], res.hi[0]
+    for z in (0.4, lo + 0.25 * (hi - lo), 0.5 * (lo + hi)):
+        direct = _direct(net64, a + b * z, noises)
+        affine = res.recon_value[0] + res.recon_slope[0] * (z - 0.4)
+        np.testing.assert_allclose(affine, direct, rtol=0, atol=1e-9)
 
 
 def test_filtered_difference_matches_line_evaluation():
     net = VARIANTS["relu-bilinear"]()
     noises = draw_reconstruction_noise((1, 1, D, D), STEPS, seed=3, dtype=torch.float64)
-    tracer = ReconstructionTracer(net, SCHEDULE, STEPS, noises)
+    tracer = ReconstructionTracer(net, CHAIN, noises)
     x = np.random.default_rng(3).normal(size=(2, 1, D, D))
     batch = tracer.filtered_difference(x)
     one = tracer.evaluate(x[1], np.zeros_like(x[1]), [0.0]).filt_value[0]
@@ -164,6 +139,12 @@ def test_unsupported_layers_are_named():
         check_traceable(_random_net().train())
     with pytest.raises(ValueError, match="UNet"):
         check_traceable(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)))
+
+    class OtherForward(UNet):  # a subclass may compute something else: not traced
+        pass
+
+    with pytest.raises(ValueError, match="OtherForward"):
+        check_traceable(OtherForward(UNetConfig(channels=[4, 8])).eval())
     net = _random_net()
     net.down[0].conv = nn.Conv2d(1, 4, 3, padding=1, stride=2)
     with pytest.raises(ValueError, match="stride"):
@@ -171,11 +152,11 @@ def test_unsupported_layers_are_named():
 
 
 def test_prefix_cache_gives_identical_pieces():
-    from diffad.inference.trace import PrefixCache
+    from diffad.selective.prefix_cache import PrefixCache
 
     net = VARIANTS["relu-bilinear"]()
     noises = draw_reconstruction_noise((1, 1, D, D), STEPS, seed=3, dtype=torch.float64)
-    tracer = ReconstructionTracer(net, SCHEDULE, STEPS, noises)
+    tracer = ReconstructionTracer(net, CHAIN, noises)
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(1, D, D)), rng.normal(size=(1, D, D))
     cache, z = PrefixCache(capacity=16), -1.0

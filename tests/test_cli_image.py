@@ -7,7 +7,7 @@ import pytest
 
 from diffad.cli import build_parser, main
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(scope="module")

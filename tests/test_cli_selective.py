@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffad.cli import main
-from diffad.image.localizer import DDPMLocalizer
+from diffad.image.ddpm_localizer import DDPMLocalizer
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,9 @@ def _args(root, *extra):
 
 def test_cli_writes_json_and_prints_p_values(files, capsys):
     out = files / "res.json"
-    code = main(_args(files, "--sigma", "1", "--method", "oc", "--lam", "0.5", "--out", str(out)))
+    code = main(
+        _args(files, "--noise-var", "1", "--method", "oc", "--lam", "0.5", "--out", str(out))
+    )
     assert code == 0
     text = capsys.readouterr().out
     doc = json.loads(out.read_text())
@@ -61,20 +63,20 @@ def test_cli_writes_json_and_prints_p_values(files, capsys):
 
 def test_cli_sigma_file_and_naive(files, capsys):
     code = main(
-        _args(files, "--sigma", str(files / "var.npy"), "--method", "naive", "--lam", "0.5")
+        _args(files, "--noise-var", str(files / "var.npy"), "--method", "naive", "--lam", "0.5")
     )
     assert code == 0
     assert "region size" in capsys.readouterr().out
 
 
 def test_cli_errors_are_one_line(files, capsys):
-    assert main(_args(files, "--sigma", "nope")) == 2
-    assert "--sigma must be" in capsys.readouterr().err
-    bad = _args(files, "--sigma", "1")
+    assert main(_args(files, "--noise-var", "nope")) == 2
+    assert "--noise-var must be" in capsys.readouterr().err
+    bad = _args(files, "--noise-var", "1")
     bad[bad.index("--reference") + 1] = str(files / "small.npy")
     assert main(bad) == 2
     assert "reference shape" in capsys.readouterr().err
-    missing = _args(files, "--sigma", "1")
+    missing = _args(files, "--noise-var", "1")
     missing[missing.index("--image") + 1] = str(files / "missing.npy")
     assert main(missing) == 2
     assert "no such image" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pyod.models.knn import KNN
 
-from diffad.inference.conformal import ConformalDetector, benjamini_hochberg, conformal_p_values
+from diffad.conformal import ConformalDetector, benjamini_hochberg, conformal_p_values
 
 
 def _brute_p(cal: np.ndarray, s: np.ndarray) -> np.ndarray:

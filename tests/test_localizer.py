@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise, reconstruct
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image.localizer import DDPMLocalizer
-from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
+from diffad.image.ddpm_localizer import DDPMLocalizer
 
 TINY = {"channels": [4, 8], "time_dim": 8}
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 def _images(n=12, size=8, seed=0):
@@ -22,7 +22,7 @@ def _images(n=12, size=8, seed=0):
 @pytest.fixture(scope="module")
 def fitted():
     return DDPMLocalizer(
-        unet=TINY, train_steps=20, batch_size=6, t_start=200, n_steps=3, verbose=False
+        unet=TINY, train_steps=20, batch_size=6, t_start=200, ddim_steps=3, verbose=False
     ).fit(_images())
 
 
@@ -31,7 +31,7 @@ def test_fit_sets_fitted_attributes(fitted):
     assert len(fitted.loss_history_) == 20
     assert np.all(np.isfinite(fitted.loss_history_))
     assert not fitted.model_.training  # eval mode: BatchNorm uses running statistics
-    assert fitted.schedule_.num_steps == 1000
+    assert fitted.noise_schedule_.num_steps == 1000
 
 
 def test_training_is_seeded_and_lowers_the_loss():
@@ -73,7 +73,7 @@ def test_reconstruct_matches_shared_engine_and_is_seeded(fitted):
     xi = torch.from_numpy(x[1:2, None])
     noise = draw_reconstruction_noise(xi.shape, steps, 8)
     with torch.no_grad():
-        ref = reconstruct(fitted.model_, fitted.schedule_, xi, steps, noise).numpy()[:, 0]
+        ref = reconstruct(fitted.model_, fitted.noise_schedule_, xi, steps, noise).numpy()[:, 0]
     np.testing.assert_allclose(rec[1:2], ref, rtol=0, atol=1e-6)
 
 
@@ -99,7 +99,7 @@ def test_anomaly_map_shapes_and_seed(fitted, score):
 
 def test_anomaly_map_overrides_and_bad_score(fitted):
     x = _images(2, seed=4)
-    a = fitted.anomaly_map(x, score="l1", t_start=100, n_steps=2)
+    a = fitted.anomaly_map(x, score="l1", t_start=100, ddim_steps=2)
     b = fitted.anomaly_map(x, score="l1")
     assert not np.allclose(a, b)
     with pytest.raises(ValueError, match="unknown score"):
@@ -180,7 +180,7 @@ def test_max_train_t_restricts_training_steps():
 
 
 def test_n_samples_averages_seeded_reconstructions(fitted):
-    from diffad.image.localizer import SAMPLE_SEED_STRIDE
+    from diffad.image.ddpm_localizer import SAMPLE_SEED_STRIDE
 
     x = _images(2, seed=6)
     mean2 = fitted.reconstruct(x, seed=3, n_samples=2)

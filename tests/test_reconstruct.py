@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise, reconstruct
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image.reconstruct import ddim_timesteps, draw_reconstruction_noise, reconstruct
 
 
 def test_published_ddim_chain():

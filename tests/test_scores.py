@@ -5,17 +5,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from diffad.image.scores import (
-    SSIM_ENS_SIGMAS,
-    anomaly_score,
+from diffad.image.scores import anomaly_score, l1_score
+from diffad.image.ssim import (
     gaussian_filter,
     kernel_size,
-    l1_score,
     sigma_for_kernel_size,
-    ssim_ens_score,
     ssim_map,
     ssim_score,
 )
+from diffad.image.ssim_ens import SSIM_ENS_SIGMAS, ssim_ens_score
 
 
 def _pair(shape=(3, 1, 16, 14), seed=0):

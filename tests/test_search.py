@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from diffad.inference.search import (
-    _log_masses,
-    _p_bounds,
-    _precision_limits,
+from diffad.selective.search import (
+    log_masses,
     merge_intervals,
+    p_bounds,
     parametric_search,
+    precision_limits,
 )
-from diffad.inference.truncnorm import truncated_p_value
+from diffad.selective.truncnorm import truncated_p_value
 
 
 def grid_evaluator(width: float, accept, seen: list | None = None):
@@ -92,20 +92,20 @@ def test_precision_stop_places_no_point_in_negligible_tails():
 
 @pytest.mark.parametrize("alternative", ["two-sided", "abs"])
 @pytest.mark.parametrize("seed", range(20))
-def test_precision_limits_keep_the_bracket_within_precision(alternative, seed):
+def testprecision_limits_keep_the_bracket_within_precision(alternative, seed):
     # A known truncation set on both sides of z_obs, explored up to the limits.
     rng = np.random.default_rng(seed)
     z_obs = rng.uniform(-3.0, 3.0)
     lo = z_obs - rng.exponential(0.5, 2)
     hi = z_obs + rng.exponential(0.5, 2)
     known = merge_intervals([[lo[0], lo[0] + 0.3 * (z_obs - lo[0])], [lo[1], hi[0]]])
-    la, lb = _log_masses(known, z_obs, alternative)
+    la, lb = log_masses(known, z_obs, alternative)
     for precision in (1e-3, 1e-2):
-        right, left = _precision_limits(la, lb, precision, alternative)
+        right, left = precision_limits(la, lb, precision, alternative)
         # The explored range must contain the known set; the limits may lie inside it.
         right = max(right, known[-1, 1], z_obs)
         left = min(left, known[0, 0], z_obs)
-        _, (p_lo, p_hi) = _p_bounds(la, lb, z_obs, left, right, alternative)
+        _, (p_lo, p_hi) = p_bounds(la, lb, z_obs, left, right, alternative)
         assert p_hi - p_lo <= precision * (1 + 1e-9)
 
 

@@ -36,7 +36,7 @@ def test_score_costs_n_reverse_network_calls(X, mode):
 
 def test_published_reconstruction_is_deterministic_reverse_mean(X):
     det = DDPMDetector(n_reverse_steps=3, **SMALL).fit(X)
-    s = det._schedule
+    s = det.noise_schedule_
     x = torch.as_tensor(det._standardise(X[:4]), dtype=torch.float32)
     with torch.no_grad():
         x_t = x

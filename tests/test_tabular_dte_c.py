@@ -56,6 +56,7 @@ def test_published_network_shape():
 
 def test_loss_targets_are_floor_bins(monkeypatch):
     det = DTECategorical(T=400, num_bins=7)
+    det.noise_schedule_ = det._noise_schedule()
     net = det._build_network(3)
     seen = {}
 
@@ -82,6 +83,7 @@ def test_bad_parameters(bad):
 
 def test_double_softmax_option_trains_on_probabilities(monkeypatch):
     det = DTECategorical(double_softmax=True)
+    det.noise_schedule_ = det._noise_schedule()
     net = det._build_network(3).eval()
     seen = {}
 

@@ -72,7 +72,7 @@ def test_duplicated_training_rows_count_as_neighbours():
 
 def test_fewer_rows_than_k_plus_one_rejected():
     X = np.random.default_rng(0).normal(size=(5, 3))
-    with pytest.raises(ValueError, match="at least 6"):
+    with pytest.raises(ValueError, match="minimum of 6"):
         DTENonParametric(k=5).fit(X)
     DTENonParametric(k=4).fit(X)
 

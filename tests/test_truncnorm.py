@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from diffad.inference.truncnorm import (
+from diffad.selective.truncnorm import (
     log1mexp,
     log_interval_mass,
     naive_p_value,

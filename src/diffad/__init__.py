@@ -1,19 +1,41 @@
 """diffad: diffusion-model anomaly detection with p-values.
 
+The public classes are importable from here and are loaded on first use, so that
+``import diffad`` does not import torch::
+
+    from diffad import DTECategorical, ConformalDetector, DDPMLocalizer, SelectiveTest
+
 Sub-packages
 ------------
 diffusion
-    Noise schedules, forward noising, DDPM/DDIM reverse steps and the piecewise-linear U-Net.
+    The diffusion core: schedules, VP/VE noising, DDPM/DDIM steps, the reconstruction chain,
+    the time embedding, the training loop and the piecewise-linear U-Net.
 tabular
-    PyOD-compatible tabular detectors (DTE-NP, DTE-IG, DTE-C, DDPM baseline).
+    DTE (DTE-NP, DTE-IG, DTE-C) and the tabular DDPM baseline, PyOD-compatible.
 image
-    Image anomaly localisation (reconstruction, L1/SSIM/SSIM-ens maps).
-inference
-    Conformal p-values, Benjamini-Hochberg and selective inference (DAL-Test).
-data
-    Loaders for ADBench files and image folders, synthetic anomalies.
-metrics
-    Detection and localisation metrics.
+    DDPM + SSIM-ens anomaly localisation (reconstruction, L1/SSIM/SSIM-ens maps).
+selective
+    DAL-Test: exact selective p-values for the region a localiser flags.
+conformal
+    Conformal p-values for any detector and Benjamini-Hochberg FDR control.
+data, metrics, bench
+    Loaders, metrics and the benchmark harnesses behind ``diffad bench``.
 """
 
+from diffad._lazy import lazy_exports
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "DTENonParametric": "diffad.tabular.dte_np",
+    "DTEInverseGamma": "diffad.tabular.dte_ig",
+    "DTECategorical": "diffad.tabular.dte_c",
+    "DDPMDetector": "diffad.tabular.ddpm",
+    "DDPMLocalizer": "diffad.image.ddpm_localizer",
+    "SelectiveTest": "diffad.selective.selective_test",
+    "ConformalDetector": "diffad.conformal.conformal_detector",
+    "conformal_p_values": "diffad.conformal.p_values",
+    "benjamini_hochberg": "diffad.conformal.fdr",
+}
+__all__ = [*_EXPORTS, "__version__"]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

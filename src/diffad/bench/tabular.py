@@ -8,7 +8,6 @@ their files first, per seed) and sets them next to the published DTE-paper ROC-A
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -270,25 +269,3 @@ def markdown_table(rows: list[dict]) -> str:
             "value averages over all of ADBench's files of that family."
         )
     return "\n".join(lines)
-
-
-def load_published(path: str | Path) -> dict:
-    """Read a published-results JSON (``{protocol: {"methods": [...], "data": {...}}}``).
-
-    Returns the ``{protocol: {family: {METHOD: (mean, std)}}}`` layout used by ``summarize``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"published-results file not found: {path}")
-    raw = json.loads(path.read_text())
-    out: dict = {}
-    try:
-        for protocol, block in raw.items():
-            names = block["methods"]
-            out[protocol] = {
-                ds: {m: tuple(v) for m, v in zip(names, vals, strict=True)}
-                for ds, vals in block["data"].items()
-            }
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not in the layout {{protocol: {{methods, data}}}}") from err
-    return out

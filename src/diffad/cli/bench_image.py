@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--t-start", type=int, default=None, help="default: the preset's")
     p.add_argument("--n-samples", type=int, default=None, help="reconstructions averaged per image")
-    p.add_argument("--n-steps", type=int, default=5)
+    p.add_argument(
+        "--ddim-steps", "--n-steps", type=int, default=5, help="DDIM network calls (default 5)"
+    )
     p.add_argument(
         "--full-t-range",
         action="store_true",
@@ -55,8 +57,8 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
     """Run the benchmark, write JSON, print the table."""
     import torch
 
+    from diffad.bench.image_brain import run_brain_benchmark
     from diffad.cli.train_image import parse_channels
-    from diffad.image.brain_benchmark import run_brain_benchmark
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace, command: str | None = None) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         t_start=args.t_start,
-        n_steps=args.n_steps,
+        ddim_steps=args.ddim_steps,
         n_samples=args.n_samples,
         train_up_to_t_start=not args.full_t_range,
         seed=args.seed,

@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark, write ``--out`` and print the summary table."""
     from diffad.bench.machine import machine_info
     from diffad.bench.methods import NEURAL_METHODS, parse_methods
+    from diffad.bench.published import load_published
     from diffad.bench.results import write_json
     from diffad.bench.tabular import (
-        load_published,
         markdown_table,
         run_tabular,
         select_files,

@@ -39,8 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0."""
+    from diffad.conformal import ConformalDetector, benjamini_hochberg
     from diffad.data.breast_cancer import load_wbc_like
-    from diffad.inference.conformal import ConformalDetector, benjamini_hochberg
     from diffad.metrics.detection import average_precision, roc_auc
     from diffad.tabular import DTECategorical, DTENonParametric
 

@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
     p.add_argument("--t-start", type=int, default=None, help="override the model's noise level")
-    p.add_argument("--n-steps", type=int, default=None, help="override the DDIM calls")
+    p.add_argument(
+        "--ddim-steps", "--n-steps", type=int, default=None, help="override the DDIM calls"
+    )
     p.add_argument(
         "--postprocess",
         action="store_true",
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from diffad.data.images import load_image_set
-    from diffad.image.localizer import DDPMLocalizer
+    from diffad.image.ddpm_localizer import DDPMLocalizer
     from diffad.image.postprocess import foreground_mask, postprocess
 
     loc = DDPMLocalizer.load(args.model, device=args.device)
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         score=args.score,
         seed=args.seed,
         t_start=args.t_start,
-        n_steps=args.n_steps,
+        ddim_steps=args.ddim_steps,
         **kwargs,
     )
     if args.postprocess:

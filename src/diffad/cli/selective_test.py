@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffad.inference.selective import METHODS, SelectiveTest
+from diffad.selective.selective_test import METHODS, SelectiveTest
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -32,7 +32,7 @@ def read_image(path: str | Path) -> np.ndarray:
     raise ValueError(f"unsupported image format {suffix!r} (use .npy or .png)")
 
 
-def parse_sigma(value: str) -> float | np.ndarray:
+def parse_noise_var(value: str) -> float | np.ndarray:
     """A number (scalar variance) or a ``.npy`` file (per-pixel variances or a matrix)."""
     try:
         return float(value)
@@ -40,7 +40,7 @@ def parse_sigma(value: str) -> float | np.ndarray:
         pass
     path = Path(value)
     if not path.is_file():
-        raise ValueError(f"--sigma must be a number or a .npy file, got {value!r}")
+        raise ValueError(f"--noise-var must be a number or a .npy file, got {value!r}")
     return np.load(path, allow_pickle=False).astype(np.float64)
 
 
@@ -55,6 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image", required=True, help="test image (.npy or .png)")
     p.add_argument("--reference", required=True, help="reference normal image, same size")
     p.add_argument(
+        "--noise-var",
         "--sigma",
         required=True,
         help="noise covariance: a scalar variance, or a .npy of per-pixel variances / matrix",
@@ -63,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, default=0.8, help="threshold λ (default 0.8)")
     p.add_argument("--filter-size", type=int, default=3)
     p.add_argument("--t-start", type=int, default=None, help="default: the model's")
-    p.add_argument("--n-steps", type=int, default=None, help="default: the model's")
+    p.add_argument("--ddim-steps", "--n-steps", type=int, default=None, help="default: the model's")
     p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
     p.add_argument(
         "--termination",
@@ -83,17 +84,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
-    from diffad.image.localizer import DDPMLocalizer
+    from diffad.image.ddpm_localizer import DDPMLocalizer
 
     loc = DDPMLocalizer.load(args.model, device=args.device)
     image, reference = read_image(args.image), read_image(args.reference)
     tester = SelectiveTest(
         loc,
-        parse_sigma(args.sigma),
+        parse_noise_var(args.noise_var),
         lam=args.lam,
         filter_size=args.filter_size,
         t_start=args.t_start,
-        n_steps=args.n_steps,
+        ddim_steps=args.ddim_steps,
         seed=args.seed,
         termination=args.termination,
         precision=args.precision,

@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="U-Net widths per level (default: the published 32,64,128,256)",
     )
     p.add_argument("--t-start", type=int, default=250, help="reconstruction noise level")
-    p.add_argument("--n-steps", type=int, default=5, help="DDIM network calls")
+    p.add_argument("--ddim-steps", "--n-steps", type=int, default=5, help="DDIM network calls")
     p.add_argument("--hflip", action="store_true", help="augment with left-right flips")
     p.add_argument("--max-shift", type=int, default=0, help="augment with shifts (pixels)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many images")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from diffad.data.images import load_image_set
-    from diffad.image.localizer import DDPMLocalizer
+    from diffad.image.ddpm_localizer import DDPMLocalizer
 
     if args.size < 1:
         raise ValueError(f"--size must be >= 1, got {args.size}")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     loc = DDPMLocalizer(
         unet={"channels": parse_channels(args.channels)},
         t_start=args.t_start,
-        n_steps=args.n_steps,
+        ddim_steps=args.ddim_steps,
         train_steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,

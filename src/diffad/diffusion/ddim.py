@@ -1,4 +1,4 @@
-"""DDIM reverse step (Song et al., 2021) with stochasticity η."""
+"""DDIM (Song et al., 2021): time-step spacing and the reverse step with stochasticity η."""
 
 from __future__ import annotations
 
@@ -6,6 +6,32 @@ import numpy as np
 import torch
 
 from diffad.diffusion.schedules import NoiseSchedule
+
+
+def ddim_timesteps(t_start: int, steps: int) -> list[int]:
+    """Evenly spaced descending steps from ``t_start`` to 0: (460, 5) → [460, 345, 230, 115, 0].
+
+    Parameters
+    ----------
+    t_start : int
+        The noise level the chain starts from (>= 0).
+    steps : int
+        Number of network calls (>= 1).
+
+    Raises
+    ------
+    ValueError
+        If ``steps`` distinct integer steps do not fit between ``t_start`` and 0.
+    """
+    if t_start < 0 or steps < 1:
+        raise ValueError(f"need t_start >= 0 and steps >= 1, got {t_start}, {steps}")
+    if steps == 1:
+        return [int(t_start)]
+    grid = np.linspace(t_start, 0, steps)
+    out = [int(round(v)) for v in grid]
+    if len(set(out)) != len(out):
+        raise ValueError(f"{steps} steps do not fit between {t_start} and 0")
+    return out
 
 
 class DDIMScheduler:

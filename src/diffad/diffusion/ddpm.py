@@ -20,6 +20,24 @@ class DDPMScheduler:
     def __init__(self, schedule: NoiseSchedule) -> None:
         self.schedule = schedule
 
+    def mean(self, eps: torch.Tensor, t: int, x_t: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x_{t-1} | x_t): (x_t − β_t/sqrt(1 − ᾱ_t)·ε̂) / sqrt(α_t).
+
+        Parameters
+        ----------
+        eps : torch.Tensor
+            The network's noise prediction at (x_t, t).
+        t : int
+            Current step, 0 <= t < T.
+        x_t : torch.Tensor
+            Current sample.
+        """
+        s = self.schedule
+        if not 0 <= t < s.num_steps:
+            raise ValueError(f"t must lie in [0, {s.num_steps - 1}], got {t}")
+        beta, alpha, alpha_bar = s.betas[t], s.alphas[t], s.alpha_bars[t]
+        return (x_t - beta / np.sqrt(1.0 - alpha_bar) * eps) / np.sqrt(alpha)
+
     def step(
         self,
         eps: torch.Tensor,
@@ -27,7 +45,7 @@ class DDPMScheduler:
         x_t: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """One ancestral step from ``x_t`` to ``x_{t-1}``.
+        """One ancestral step from ``x_t`` to ``x_{t-1}``: the :meth:`mean` plus sqrt(β_t)·z.
 
         Parameters
         ----------
@@ -45,12 +63,8 @@ class DDPMScheduler:
         torch.Tensor
             The sample at step t - 1.
         """
-        s = self.schedule
-        if not 0 <= t < s.num_steps:
-            raise ValueError(f"t must lie in [0, {s.num_steps - 1}], got {t}")
-        beta, alpha, alpha_bar = s.betas[t], s.alphas[t], s.alpha_bars[t]
-        mean = (x_t - beta / np.sqrt(1.0 - alpha_bar) * eps) / np.sqrt(alpha)
+        mean = self.mean(eps, t, x_t)
         if t == 0:
             return mean
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
-        return mean + np.sqrt(beta) * noise
+        return mean + np.sqrt(self.schedule.betas[t]) * noise

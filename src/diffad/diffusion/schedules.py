@@ -61,7 +61,7 @@ def cosine_betas(num_steps: int, offset: float = 0.008, max_beta: float = 0.999)
     return np.clip(betas, 0.0, max_beta)
 
 
-@dataclass
+@dataclass(eq=False)
 class NoiseSchedule:
     """A discrete diffusion schedule with its cumulative products.
 
@@ -69,6 +69,10 @@ class NoiseSchedule:
     ----------
     betas : numpy.ndarray
         Per-step noise variances, shape (T,).
+
+    Notes
+    -----
+    Compared by identity (``eq=False``): ``==`` on arrays has no single truth value.
 
     Attributes
     ----------
@@ -131,3 +135,8 @@ class NoiseSchedule:
     def add_noise_ve(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Variance-exploding noising x_t = x_0 + sqrt(1 - ᾱ_t) ε (DTE)."""
         return x0 + self._table(self.ve_sigmas(), t, x0) * noise
+
+    def ve_variance(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Noise variance 1 − ᾱ_t of the variance-exploding form at steps ``t``, in the dtype
+        and device of ``like`` and shaped to broadcast against it (batch first)."""
+        return self._table(1.0 - self.alpha_bars, t, like)

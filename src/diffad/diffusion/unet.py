@@ -12,35 +12,13 @@ skip concatenation and a 1×1 output conv.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer-style sinusoidal embedding of integer time steps.
-
-    Parameters
-    ----------
-    t : torch.Tensor
-        Shape (B,), time steps.
-    dim : int
-        Even embedding size.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape (B, dim), float32.
-    """
-    if dim % 2:
-        raise ValueError(f"embedding dim must be even, got {dim}")
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None, :]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+from diffad.diffusion.embedding import timestep_embedding
 
 
 @dataclass
@@ -154,9 +132,7 @@ class UNet(nn.Module):
             t = t.expand(batch)
         if t.shape != (batch,):
             raise ValueError(f"t must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
-        return self.time_mlp(
-            sinusoidal_embedding(t, self.config.time_dim).to(self.out.weight.dtype)
-        )
+        return self.time_mlp(timestep_embedding(t, self.config.time_dim).to(self.out.weight.dtype))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` for images this network cannot take."""

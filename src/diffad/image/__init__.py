@@ -1,1 +1,13 @@
-"""Image anomaly localisation."""
+"""Image anomaly localisation: a DDPM trained on normal images (``ddpm_localizer.py``),
+L1 / SSIM / SSIM-ens maps (``scores.py``, ``ssim.py``, ``ssim_ens.py``) and the
+post-processing of maps (``postprocess.py``)."""
+
+from diffad._lazy import lazy_exports
+
+_EXPORTS = {
+    "DDPMLocalizer": "diffad.image.ddpm_localizer",
+    "anomaly_score": "diffad.image.scores",
+    "ssim_ens_score": "diffad.image.ssim_ens",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,5 +1,3 @@
-"""diffad.inference: p-values for anomaly scores.
-
-Submodules are imported on use (``from diffad.inference.conformal import ...``) so that
-importing the package stays cheap.
-"""
+"""Deprecated package: DAL-Test moved to :mod:`diffad.selective`, conformal p-values and
+Benjamini-Hochberg to :mod:`diffad.conformal`. The old module paths still import, with a
+``DeprecationWarning``."""

@@ -2,12 +2,17 @@
 
 All share the PyOD contract (``fit``/``decision_function``/``predict``/``predict_proba``,
 ``decision_scores_``, ``threshold_``, ``labels_``, higher score = more anomalous), standardise
-features on the training rows, and save/load as safetensors + JSON.
+features on the training rows, and save/load as safetensors + JSON. One detector per file:
+``dte_np.py``, ``dte_ig.py``, ``dte_c.py``, ``ddpm.py``.
 """
 
-from diffad.tabular.ddpm import DDPMDetector
-from diffad.tabular.dte_c import DTECategorical
-from diffad.tabular.dte_ig import DTEInverseGamma
-from diffad.tabular.dte_np import DTENonParametric
+from diffad._lazy import lazy_exports
 
-__all__ = ["DDPMDetector", "DTECategorical", "DTEInverseGamma", "DTENonParametric"]
+_EXPORTS = {
+    "DTENonParametric": "diffad.tabular.dte_np",
+    "DTEInverseGamma": "diffad.tabular.dte_ig",
+    "DTECategorical": "diffad.tabular.dte_c",
+    "DDPMDetector": "diffad.tabular.ddpm",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -3,6 +3,9 @@
 Every detector in :mod:`diffad.tabular` subclasses :class:`TabularDetector`, itself a
 :class:`pyod.models.base.BaseDetector`, so ``predict``, ``predict_proba`` and
 ``predict_confidence`` come from PyOD and behave exactly as for PyOD's own detectors.
+Input is validated by :func:`sklearn.utils.validation.validate_data` (finite numeric 2-D
+arrays; sparse, complex and object input are refused with scikit-learn's messages), and
+methods of an unfitted detector raise :class:`sklearn.exceptions.NotFittedError`.
 
 Constant columns
 ----------------
@@ -21,52 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from pyod.models.base import BaseDetector
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from diffad.checkpoint import load_checkpoint, save_checkpoint
-
-
-def check_array_2d(X: Any, name: str = "X", min_rows: int = 1) -> np.ndarray:
-    """Return ``X`` as a finite float64 array of shape (n_rows, n_features).
-
-    Parameters
-    ----------
-    X : array-like
-        Input data.
-    name : str
-        Name used in error messages.
-    min_rows : int
-        Fewest rows accepted.
-
-    Returns
-    -------
-    numpy.ndarray
-        A float64 copy or view of ``X``.
-
-    Raises
-    ------
-    ValueError
-        If ``X`` is not 2-D, has no columns, fewer than ``min_rows`` rows, or holds NaN/inf.
-    """
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric 2-D array: {err}") from err
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}; "
-            "reshape a single feature with X.reshape(-1, 1)"
-        )
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has no columns")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} has {arr.shape[0]} rows; at least {min_rows} are needed")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr)))
-        raise ValueError(
-            f"{name} contains {bad} NaN or infinite values; impute them first "
-            "(e.g. sklearn.impute.SimpleImputer)"
-        )
-    return arr
 
 
 class TabularDetector(BaseDetector):
@@ -80,14 +40,16 @@ class TabularDetector(BaseDetector):
     ----------
     contamination : float
         Expected share of anomalies in the training data, used only for ``threshold_`` and
-        ``labels_`` (PyOD convention), in (0, 0.5].
+        ``labels_`` (PyOD convention), in (0, 0.5]; checked by ``fit``.
     """
 
     #: Fewest training rows a detector accepts (subclasses may raise it).
     _min_train_rows: ClassVar[int] = 2
 
     def __init__(self, contamination: float = 0.1) -> None:
-        super().__init__(contamination=contamination)
+        # Not BaseDetector.__init__: it validates, and scikit-learn estimators only store
+        # their parameters in __init__ (validation happens in fit).
+        self.contamination = contamination
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any = None) -> TabularDetector:
@@ -104,7 +66,10 @@ class TabularDetector(BaseDetector):
         -------
         self
         """
-        X = check_array_2d(X, "X", min_rows=self._min_train_rows_for())
+        self._check_contamination()
+        X = validate_data(
+            self, X, dtype=np.float64, ensure_min_samples=self._min_train_rows_for(), reset=True
+        )
         self._check_params(X)
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
@@ -133,15 +98,18 @@ class TabularDetector(BaseDetector):
         -------
         numpy.ndarray of shape (n_rows,)
         """
-        if not hasattr(self, "n_features_in_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted; call fit(X) first")
-        X = check_array_2d(X, "X", min_rows=1)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_}"
-            )
+        self._check_is_fitted()
+        X = validate_data(self, X, dtype=np.float64, reset=False)
         return np.asarray(self._score_standardised(self._standardise(X)), dtype=np.float64)
+
+    def _check_is_fitted(self) -> None:
+        """Raise :class:`sklearn.exceptions.NotFittedError` before ``fit``."""
+        check_is_fitted(self, "decision_scores_")
+
+    def _check_contamination(self) -> None:
+        c = self.contamination
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0.0 < c <= 0.5:
+            raise ValueError(f"contamination must be a number in (0, 0.5], got {c!r}")
 
     def _standardise(self, X: np.ndarray) -> np.ndarray:
         return (X - self.scaler_mean_) / self.scaler_scale_
@@ -180,8 +148,7 @@ class TabularDetector(BaseDetector):
         Path
             The folder written.
         """
-        if not hasattr(self, "decision_scores_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted; nothing to save")
+        self._check_is_fitted()
         params = self.get_params(deep=False)
         config = {
             "params": params,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from diffad.diffusion.embedding import timestep_embedding
 
 
 class DTEMLP(nn.Module):
@@ -45,34 +46,6 @@ class DTEMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (batch, n_in) to (batch, n_out) logits / raw outputs."""
         return self.net(x)
-
-
-def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
-    """Transformer-style sinusoidal embedding of (possibly fractional) timesteps.
-
-    Parameters
-    ----------
-    t : torch.Tensor
-        Shape (batch,).
-    dim : int
-        Embedding width (even).
-    max_period : float
-        Longest period of the sinusoids.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape (batch, dim): cosines then sines of geometrically spaced frequencies.
-    """
-    half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half
-    )
-    args = t.float()[:, None] * freqs[None, :]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
 
 
 class _ResidualBlock(nn.Module):
@@ -142,5 +115,5 @@ class EpsilonResNet(nn.Module):
         # The time branch depends on t only: evaluate it once per distinct step (all rows
         # share one step during reconstruction), then gather.
         steps, inverse = torch.unique(t, return_inverse=True)
-        h_t = self.time_mlp(sinusoidal_embedding(steps, self.time_dim))[inverse]
+        h_t = self.time_mlp(timestep_embedding(steps, self.time_dim, flip_sin_to_cos=True))[inverse]
         return self.head(self.blocks(self.inp(x) + h_t))

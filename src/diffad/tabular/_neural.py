@@ -2,111 +2,26 @@
 
 from __future__ import annotations
 
-import math
 import numbers
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from diffad._deprecation import renamed_attribute
 from diffad.device import resolve_device
+from diffad.diffusion.schedules import NoiseSchedule
+from diffad.diffusion.training import steps_per_epoch, train_network
 from diffad.tabular._base import TabularDetector
-
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def train_network(
-    model: nn.Module,
-    data: torch.Tensor,
-    loss_fn: LossFn,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    max_steps: int | None,
-    generator: torch.Generator,
-    verbose: bool,
-    desc: str,
-    drop_last: bool = False,
-) -> tuple[list[float], int]:
-    """Train ``model`` with Adam on shuffled mini-batches of ``data``.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Network, already on the device of ``data``.
-    data : torch.Tensor
-        Training rows, shape (n, d).
-    loss_fn : callable
-        ``loss_fn(model, batch, generator)`` returning a scalar loss; it draws its own noise
-        and timesteps from ``generator``.
-    epochs, batch_size : int
-        Passes over the data and rows per step.
-    lr, weight_decay : float
-        Adam settings (weight decay as in ``torch.optim.Adam``, i.e. L2 added to the gradient).
-    max_steps : int or None
-        Cap on the total number of gradient steps (None: no cap). Training stops after the
-        step that reaches it, even mid-epoch.
-    generator : torch.Generator
-        Source of the shuffling (and, via ``loss_fn``, of the noise).
-    verbose : bool
-        Show a tqdm bar (steps, loss, ETA).
-    desc : str
-        Bar label.
-    drop_last : bool
-        Drop the last incomplete batch of each epoch (needed with BatchNorm and batch 1).
-
-    Returns
-    -------
-    history : list of float
-        Mean loss of every (possibly partial) epoch.
-    n_steps : int
-        Gradient steps taken.
-    """
-    n = data.shape[0]
-    per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
-    per_epoch = max(per_epoch, 1)
-    total = epochs * per_epoch if max_steps is None else min(epochs * per_epoch, max_steps)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    history: list[float] = []
-    step = 0
-    with tqdm(total=total, desc=desc, disable=not verbose, unit="step", leave=False) as bar:
-        while step < total:
-            perm = torch.randperm(n, generator=generator, device=data.device)
-            running, count = 0.0, 0
-            for b in range(per_epoch):
-                if step >= total:
-                    break
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                loss = loss_fn(model, data[idx], generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                running += float(loss.detach())
-                count += 1
-                step += 1
-                bar.update(1)
-            history.append(running / max(count, 1))
-            bar.set_postfix(loss=f"{history[-1]:.4f}", epoch=len(history))
-            if not math.isfinite(history[-1]):
-                raise ValueError(
-                    f"{desc}: training loss became {history[-1]} at epoch {len(history)}; "
-                    "lower lr or check the data scale"
-                )
-    model.eval()
-    return history, step
 
 
 class NeuralTabularDetector(TabularDetector):
     """Shared parameters and plumbing of the network-based detectors.
 
-    Subclasses define ``_build_network(n_features)``, ``_loss(model, batch, generator)`` and
-    ``_score_batch(model, batch)``.
+    Subclasses have the parameters ``T``, ``beta_start`` and ``beta_end`` (the linear noise
+    schedule, fitted as ``noise_schedule_``) and define ``_build_network(n_features)``,
+    ``_loss(model, batch, generator)`` and ``_score_batch(model, batch)``.
     """
 
     #: The published training schedule: 400 epochs of batch 64 at lr 1e-4, no step cap.
@@ -137,9 +52,15 @@ class NeuralTabularDetector(TabularDetector):
         schedule = self._training_schedule(Z.shape[0])
         self._check_training_params(schedule)
         self.training_schedule_ = schedule
+        self.noise_schedule_ = self._noise_schedule()
         device = resolve_device(self.device)
         devices = [device] if device.type == "cuda" else []
         data = torch.as_tensor(Z, dtype=torch.float32, device=device)
+        drop_last = self._drop_last(Z.shape[0])
+        per_epoch = steps_per_epoch(Z.shape[0], schedule["batch_size"], drop_last)
+        n_steps = schedule["epochs"] * per_epoch
+        if schedule["max_steps"] is not None:
+            n_steps = min(n_steps, schedule["max_steps"])
         # Seed the global RNG (weight init, dropout) inside a fork so the caller's RNG state
         # is untouched; shuffling, timesteps and noise come from an explicit generator.
         with torch.random.fork_rng(devices=devices):
@@ -147,18 +68,31 @@ class NeuralTabularDetector(TabularDetector):
             self.network_ = self._build_network(Z.shape[1]).to(device)
             generator = torch.Generator(device=device)
             generator.manual_seed(self.random_state)
-            self.loss_history_, self.n_steps_ = train_network(
+            log = train_network(
                 self.network_,
                 data,
                 self._loss,
-                **schedule,
+                n_steps=n_steps,
+                batch_size=schedule["batch_size"],
+                lr=schedule["lr"],
                 weight_decay=self.weight_decay,
                 generator=generator,
+                drop_last=drop_last,
                 verbose=self.verbose,
                 desc=type(self).__name__,
-                drop_last=self._drop_last(Z.shape[0]),
             )
+            self.loss_history_ = log.epoch_means()
+            self.n_train_steps_ = log.n_steps
             return self._score_standardised(Z)
+
+    @property
+    def n_steps_(self) -> int:
+        """Deprecated name of ``n_train_steps_``."""
+        return renamed_attribute(self, "n_steps_", "n_train_steps_")
+
+    def _noise_schedule(self) -> NoiseSchedule:
+        """The linear β schedule of the parameters ``T``, ``beta_start``, ``beta_end``."""
+        return NoiseSchedule.linear(self.T, self.beta_start, self.beta_end)
 
     def _drop_last(self, n_rows: int) -> bool:
         return False
@@ -181,13 +115,19 @@ class NeuralTabularDetector(TabularDetector):
         model = self.network_
         model.eval()
         device = next(model.parameters()).device
+        context = self._scoring_context(device)
         out = []
         for start in range(0, Z.shape[0], self.score_batch_size):
             batch = torch.as_tensor(
                 Z[start : start + self.score_batch_size], dtype=torch.float32, device=device
             )
-            out.append(self._score_batch(model, batch).double().cpu().numpy())
+            out.append(self._score_batch(model, batch, context).double().cpu().numpy())
         return np.concatenate(out)
+
+    def _scoring_context(self, device: torch.device) -> Any:
+        """Per-call state shared by the batches of one scoring call (e.g. a seeded noise
+        generator); created anew by every call so that scoring never changes the detector."""
+        return None
 
     # ---------------------------------------------------------------- subclass API
     def _build_network(self, n_features: int) -> nn.Module:  # pragma: no cover - abstract
@@ -199,7 +139,7 @@ class NeuralTabularDetector(TabularDetector):
         raise NotImplementedError
 
     def _score_batch(
-        self, model: nn.Module, batch: torch.Tensor
+        self, model: nn.Module, batch: torch.Tensor, context: Any
     ) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -209,6 +149,7 @@ class NeuralTabularDetector(TabularDetector):
 
     def _load_state(self, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         device = resolve_device(self.device)
+        self.noise_schedule_ = self._noise_schedule()
         net = self._build_network(int(config["n_features_in"]))
         state = {k[len("net.") :]: v for k, v in tensors.items() if k.startswith("net.")}
         try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
 from diffad.diffusion.ddpm import DDPMScheduler
-from diffad.diffusion.schedules import NoiseSchedule
 from diffad.tabular._nets import EpsilonResNet
 from diffad.tabular._neural import NeuralTabularDetector
 from diffad.tabular.dte_c import DEFAULT_MAX_STEPS
@@ -127,7 +127,6 @@ class DDPMDetector(NeuralTabularDetector):
         return n_rows >= self.batch_size
 
     def _build_network(self, n_features: int) -> nn.Module:
-        self._schedule = NoiseSchedule.linear(self.T, self.beta_start, self.beta_end)
         return EpsilonResNet(
             n_features,
             width=self.width,
@@ -143,37 +142,50 @@ class DDPMDetector(NeuralTabularDetector):
     ) -> torch.Tensor:
         t = torch.randint(0, self.T, (batch.shape[0],), generator=generator, device=batch.device)
         noise = torch.randn(batch.shape, generator=generator, device=batch.device)
-        x_t = self._schedule.add_noise_vp(batch, noise, t)
+        x_t = self.noise_schedule_.add_noise_vp(batch, noise, t)
         return F.mse_loss(model(x_t, t), noise)
 
-    @torch.no_grad()
-    def _score_standardised(self, Z: np.ndarray) -> np.ndarray:
-        # One generator per call, so that scoring the same rows twice gives the same scores.
-        device = next(self.network_.parameters()).device
-        self._score_generator = torch.Generator(device=device)
-        self._score_generator.manual_seed(int(self.random_state) + 1)
-        return super()._score_standardised(Z)
+    def _scoring_context(self, device: torch.device) -> torch.Generator:
+        # One generator per scoring call: scoring the same rows twice gives the same scores.
+        return self._score_generator(device)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def _score_batch(
+        self, model: nn.Module, batch: torch.Tensor, context: torch.Generator
+    ) -> torch.Tensor:
+        return ((batch - self.reconstruct(batch, context)) ** 2).mean(dim=1)
+
+    def _score_generator(self, device: torch.device) -> torch.Generator:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(self.random_state) + 1)
+        return generator
+
+    @torch.no_grad()
+    def reconstruct(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Reconstruct standardised rows ``x`` with ``n_reverse_steps`` reverse steps.
 
         Parameters
         ----------
         x : torch.Tensor
             Standardised rows on the network's device, shape (batch, d).
+        generator : torch.Generator, optional
+            Noise source of ``reconstruction="noised"``; default: a new one seeded with
+            ``random_state + 1``, so that the same call gives the same output.
 
         Returns
         -------
         torch.Tensor
             The reconstruction x̂, same shape.
         """
-        model, s, n = self.network_, self._schedule, int(self.n_reverse_steps)
-        gen = getattr(self, "_score_generator", None)
+        check_is_fitted(self, "network_")
+        model, s, n = self.network_, self.noise_schedule_, int(self.n_reverse_steps)
+        step = DDPMScheduler(s)
         if self.reconstruction == "noised":
+            gen = generator if generator is not None else self._score_generator(x.device)
             noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
             t0 = torch.full((x.shape[0],), n - 1, device=x.device, dtype=torch.long)
             x_t = s.add_noise_vp(x, noise, t0)
-            step = DDPMScheduler(s)
             for t in range(n - 1, -1, -1):
                 tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
                 x_t = step.step(model(x_t, tt), t, x_t, generator=gen)
@@ -182,9 +194,5 @@ class DDPMDetector(NeuralTabularDetector):
         x_t = x
         for t in range(n - 1, -1, -1):
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-            coef = float(s.betas[t] / np.sqrt(1.0 - s.alpha_bars[t]))
-            x_t = (x_t - coef * model(x_t, tt)) / float(np.sqrt(s.alphas[t]))
+            x_t = step.mean(model(x_t, tt), t, x_t)
         return x_t
-
-    def _score_batch(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return ((batch - self.reconstruct(batch)) ** 2).mean(dim=1)

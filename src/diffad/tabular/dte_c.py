@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diffad.diffusion.schedules import NoiseSchedule
 from diffad.tabular._nets import DTEMLP
 from diffad.tabular._neural import NeuralTabularDetector
 
@@ -120,10 +120,6 @@ class DTECategorical(NeuralTabularDetector):
             raise ValueError(f"T must be an integer >= num_bins, got {self.T!r}")
 
     def _build_network(self, n_features: int) -> nn.Module:
-        self._sigmas = torch.as_tensor(
-            NoiseSchedule.linear(self.T, self.beta_start, self.beta_end).ve_sigmas(),
-            dtype=torch.float32,
-        )
         return DTEMLP(n_features, self.hidden_sizes, self.num_bins, self.dropout)
 
     def _loss(
@@ -132,14 +128,13 @@ class DTECategorical(NeuralTabularDetector):
         n = batch.shape[0]
         t = torch.randint(0, self.T, (n,), generator=generator, device=batch.device)
         noise = torch.randn(batch.shape, generator=generator, device=batch.device)
-        sigma = self._sigmas.to(batch.device)[t].unsqueeze(1)
         target = torch.div(t * self.num_bins, self.T, rounding_mode="floor")
-        logits = model(batch + sigma * noise)
+        logits = model(self.noise_schedule_.add_noise_ve(batch, noise, t))
         if self.double_softmax:
             logits = torch.softmax(logits, dim=1)
         return F.cross_entropy(logits, target)
 
-    def _score_batch(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    def _score_batch(self, model: nn.Module, batch: torch.Tensor, context: Any) -> torch.Tensor:
         probs = torch.softmax(model(batch), dim=1)
         bins = torch.arange(self.num_bins, device=batch.device, dtype=probs.dtype)
         return probs @ bins

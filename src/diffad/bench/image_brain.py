@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from diffad.bench.machine import machine_info
-from diffad.image.localizer import DDPMLocalizer
+from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.postprocess import postprocess
 from diffad.image.scores import anomaly_score
 
@@ -149,7 +149,7 @@ def run_brain_benchmark(
     batch_size: int | None = None,
     lr: float = 2e-3,
     t_start: int | None = None,
-    n_steps: int = 5,
+    ddim_steps: int = 5,
     n_samples: int | None = None,
     train_up_to_t_start: bool = True,
     erosion: int | None = None,
@@ -168,7 +168,7 @@ def run_brain_benchmark(
         Override the preset's U-Net widths, optimiser updates and mini-batch size.
     lr : float
         Adam learning rate (cosine-decayed).
-    t_start, n_steps : int
+    t_start, ddim_steps : int
         Reconstruction noise level (default: the preset's) and DDIM calls.
     n_samples : int, optional
         Reconstructions averaged per image (default: the preset's).
@@ -202,7 +202,7 @@ def run_brain_benchmark(
     loc = DDPMLocalizer(
         unet={"channels": cfg["channels"]},
         t_start=t_start,
-        n_steps=n_steps,
+        ddim_steps=ddim_steps,
         train_steps=cfg["train_steps"],
         batch_size=cfg["batch_size"],
         lr=lr,
@@ -258,7 +258,7 @@ def run_brain_benchmark(
             **cfg,
             "lr": lr,
             "t_start": t_start,
-            "n_steps": n_steps,
+            "n_steps": ddim_steps,
             "n_samples": n_samples,
             "max_train_t": t_start if train_up_to_t_start else None,
             "erosion": erosion,

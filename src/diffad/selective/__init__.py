@@ -1,0 +1,20 @@
+"""DAL-Test: exact selective p-values for the region a diffusion localiser flags.
+
+Start with :class:`SelectiveTest` (``selective_test.py``). The engine underneath: the
+float64 tracer of the reconstruction along a line (``tracer.py``, layer rules in
+``affine.py``, reuse of shared calls in ``prefix_cache.py``), the selection inside one piece
+(``intervals.py``), the parametric search and its p-value bracket (``search.py``,
+``bracket.py``), the truncated normal (``truncnorm.py``) and the comparators (naive,
+Bonferroni, permutation: ``comparators.py``).
+"""
+
+from diffad._lazy import lazy_exports
+
+_EXPORTS = {
+    "SelectiveTest": "diffad.selective.selective_test",
+    "SelectiveTestResult": "diffad.selective.result",
+    "NoiseCovariance": "diffad.selective.covariance",
+    "ReconstructionTracer": "diffad.selective.tracer",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
