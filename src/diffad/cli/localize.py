@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from diffad.image.scores import SCORES
+from diffad.image import SCORES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffad.selective.selective_test import METHODS, SelectiveTest
+from diffad.selective import METHODS, TERMINATIONS
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -69,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--termination",
         default="precision",
-        choices=("precision", "exhaustive", "decision"),
+        choices=TERMINATIONS,
         help="precision: stop when p is bracketed to --precision (default); exhaustive: "
         "search the whole [-z_max, z_max]; decision: stop once p <= alpha is certain",
     )
@@ -85,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
     from diffad.image.ddpm_localizer import DDPMLocalizer
+    from diffad.selective.selective_test import SelectiveTest
 
     loc = DDPMLocalizer.load(args.model, device=args.device)
     image, reference = read_image(args.image), read_image(args.reference)

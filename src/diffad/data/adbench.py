@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.preprocessing import StandardScaler
 
 PROTOCOLS = ("semi-paper", "semi", "unsup")
 """Supported protocol names."""
@@ -245,6 +244,8 @@ def make_split(
     n_train = round(0.5 * len(normal))
     train = normal[:n_train]
     test = np.concatenate([normal[n_train:], anomaly])
+    from sklearn.preprocessing import StandardScaler  # imported on use: the CLI starts fast
+
     scaler = StandardScaler().fit(X[train])
     X_train = scaler.transform(X[train])
     X_test = scaler.transform(X[test])
@@ -262,6 +263,8 @@ def _unsup_split(
 ) -> Split:
     if len(np.unique(y)) < 2:
         raise ValueError("unsup protocol needs both normal and anomalous rows")
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(X)
     X = scaler.transform(X)
     X = _fill_nan(X, _nan_mean(X))

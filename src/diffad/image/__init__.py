@@ -4,10 +4,13 @@ post-processing of maps (``postprocess.py``)."""
 
 from diffad._lazy import lazy_exports
 
+#: Anomaly map names accepted by :func:`diffad.image.scores.anomaly_score`.
+SCORES: tuple[str, ...] = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
+
 _EXPORTS = {
     "DDPMLocalizer": "diffad.image.ddpm_localizer",
     "anomaly_score": "diffad.image.scores",
     "ssim_ens_score": "diffad.image.ssim_ens",
 }
-__all__ = list(_EXPORTS)
+__all__ = [*_EXPORTS, "SCORES"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 from torch.nn import functional as F
 
+from diffad.image import SCORES
 from diffad.image.ssim import check_pair, ssim_score
 from diffad.image.ssim_ens import ssim_ens_score
-
-SCORES: tuple[str, ...] = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
 
 
 def l1_score(x: Any, rec: Any, mean_filter: bool = False) -> np.ndarray:

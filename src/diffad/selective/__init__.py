@@ -10,11 +10,16 @@ Bonferroni, permutation: ``comparators.py``).
 
 from diffad._lazy import lazy_exports
 
+#: p-value methods of :meth:`SelectiveTest.test`.
+METHODS = ("parametric", "oc", "naive", "bonferroni", "permutation")
+#: Stopping rules of the parametric search (:mod:`diffad.selective.search`).
+TERMINATIONS = ("exhaustive", "precision", "decision")
+
 _EXPORTS = {
     "SelectiveTest": "diffad.selective.selective_test",
     "SelectiveTestResult": "diffad.selective.result",
     "NoiseCovariance": "diffad.selective.covariance",
     "ReconstructionTracer": "diffad.selective.tracer",
 }
-__all__ = list(_EXPORTS)
+__all__ = [*_EXPORTS, "METHODS", "TERMINATIONS"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import log_ndtr
 
+from diffad.selective import TERMINATIONS
 from diffad.selective.bracket import log_masses, p_bounds, precision_limits
 from diffad.selective.intervals import merge_intervals
-
-TERMINATIONS = ("exhaustive", "precision", "decision")
 
 #: ``evaluate(zs)`` returns, for each point, ``(lo, hi, accepted)``: the network piece
 #: [lo, hi] containing it and the list of its sub-intervals where M = M_obs.

@@ -21,16 +21,17 @@ from tqdm.auto import tqdm
 
 from diffad._deprecation import renamed_keywords
 from diffad.device import resolve_device
+from diffad.selective import METHODS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
 from diffad.selective.intervals import oc_interval, selection_intervals
 from diffad.selective.prefix_cache import PrefixCache
 from diffad.selective.result import NO_REGION, SelectiveTestResult
-from diffad.selective.search import TERMINATIONS, check_batch_size, parametric_search
+from diffad.selective import TERMINATIONS
+from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.tracer import ReconstructionTracer
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
 
-METHODS = ("parametric", "oc", "naive", "bonferroni", "permutation")
 _RENAMED = {"sigma": "noise_var", "n_steps": "ddim_steps"}
 
 
@@ -59,7 +60,8 @@ class SelectiveTest:
     noise_var : float, array or matrix
         Noise covariance Σ of X and X′: a scalar *variance* (Σ = noise_var·I), per-pixel
         variances (image-shaped or flat), or a full (n, n) matrix over the C·H·W pixels
-        (:class:`~diffad.selective.covariance.NoiseCovariance`). Formerly ``sigma``.
+        (:class:`~diffad.selective.covariance.NoiseCovariance`). ``None`` (default) uses
+        the localizer's estimate ``noise_var_`` from healthy images. Formerly ``sigma``.
     lam : float
         Threshold λ on the filtered reconstruction error.
     filter_size : int
@@ -98,7 +100,7 @@ class SelectiveTest:
     def __init__(
         self,
         localizer: Any,
-        noise_var: Any,
+        noise_var: Any = None,
         lam: float = 0.8,
         filter_size: int = 3,
         t_start: int | None = None,
@@ -153,6 +155,18 @@ class SelectiveTest:
             return self.batch_size
         return 32 if n_pixels <= 256 else 16
 
+    def _noise_var(self) -> Any:
+        """``noise_var``, or the localizer's estimate ``noise_var_`` when it is None."""
+        if self.noise_var is not None:
+            return self.noise_var
+        stored = getattr(self.localizer, "noise_var_", None)
+        if stored is None:
+            raise ValueError(
+                "noise_var is needed: pass the noise variance of the images, or estimate it "
+                "from healthy images with the localizer's calibrate()"
+            )
+        return stored
+
     def _check_params(self) -> None:
         if not hasattr(self.localizer, "model_"):
             raise ValueError("the localizer is not fitted: call fit() or load() first")
@@ -203,7 +217,7 @@ class SelectiveTest:
         self._check_params()
         x, ref, shape = self._check_pair(image, reference)
         tracer = self._tracer(x.shape)
-        cov = NoiseCovariance(self.noise_var, x.size, x.shape)
+        cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
         m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > float(self.lam)
         size = int(m_obs.sum())
         if size == 0:
