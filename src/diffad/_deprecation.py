@@ -2,46 +2,56 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 import warnings
 from typing import Any
 
 
-def renamed_keywords(owner: str, passed: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
-    """Values passed under old keyword names, keyed by their new names.
+def renamed_parameters(renames: dict[str, str]):
+    """Class decorator: the constructor also accepts old parameter names (old → new), with
+    a ``DeprecationWarning``.
 
-    Parameters
-    ----------
-    owner : str
-        Name of the class or function, for the messages.
-    passed : dict
-        The ``**kwargs`` a constructor received.
-    renames : dict
-        Old name → new name.
-
-    Returns
-    -------
-    dict
-        New name → value, one ``DeprecationWarning`` per old name used.
-
-    Raises
-    ------
-    TypeError
-        For a keyword that is neither a parameter nor an old name of one.
+    The wrapper keeps the original signature visible (``__wrapped__`` for :mod:`inspect`,
+    ``deprecated_original`` for scikit-learn's and PyOD's ``get_params``), so estimator
+    introspection, ``clone`` and the estimator checks see only the current names.
     """
-    out = {}
-    for old, value in passed.items():
-        if old not in renames:
-            raise TypeError(f"{owner}() got an unexpected keyword argument {old!r}")
-        new = renames[old]
-        warnings.warn(
-            f"{owner}: parameter {old!r} was renamed {new!r}; the old name will be removed",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        out[new] = value
-    return out
+
+    def decorate(cls):
+        original = cls.__init__
+
+        @functools.wraps(original)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            for old in [k for k in kwargs if k in renames]:
+                new = renames[old]
+                if new in kwargs:
+                    raise TypeError(f"{cls.__name__}() got both {old!r} and its new name {new!r}")
+                warnings.warn(
+                    f"{cls.__name__}: parameter {old!r} was renamed {new!r}; the old name will "
+                    "be removed",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            original(self, *args, **kwargs)
+
+        __init__.deprecated_original = original
+        cls.__init__ = __init__
+        cls._renamed_parameters = dict(renames)
+        return cls
+
+    return decorate
+
+
+def renamed_keyword(owner: str, old: str, new: str, value: Any) -> Any:
+    """``value`` passed under the old keyword ``old`` of ``owner``, with a warning."""
+    warnings.warn(
+        f"{owner}: parameter {old!r} was renamed {new!r}; the old name will be removed",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return value
 
 
 def renamed_attribute(owner: Any, old: str, new: str) -> Any:

@@ -73,7 +73,7 @@ class ConformalDetector(BaseEstimator):
             raise ValueError(
                 f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}"
             )
-        X = check_array(X, allow_nd=True, ensure_2d=False, dtype="numeric")
+        X = check_array(X, allow_nd=True, ensure_2d=False, dtype="numeric", ensure_min_samples=2)
         if X.ndim < 2:
             raise ValueError(f"X must have one example per row (2-D or more), got shape {X.shape}")
         n_cal = int(round(self.calibration_fraction * len(X)))

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from diffad._deprecation import renamed_attribute, renamed_keywords
+from diffad._deprecation import renamed_attribute, renamed_keyword, renamed_parameters
 from diffad.checkpoint import load_checkpoint, save_checkpoint
 from diffad.device import resolve_device
 from diffad.diffusion.chain import ReconstructionChain
@@ -35,6 +35,7 @@ _RENAMED = {"n_steps": "ddim_steps"}
 SAMPLE_SEED_STRIDE = 1_000_003
 
 
+@renamed_parameters(_RENAMED)
 class DDPMLocalizer(BaseEstimator):
     """Unsupervised anomaly localisation with a DDPM trained on normal images.
 
@@ -120,7 +121,6 @@ class DDPMLocalizer(BaseEstimator):
         random_state: int = 0,
         device: str = "auto",
         verbose: bool = True,
-        **deprecated: Any,
     ) -> None:
         self.unet = unet
         self.num_train_steps = num_train_steps
@@ -139,8 +139,6 @@ class DDPMLocalizer(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
-        for name, value in renamed_keywords(_KIND, deprecated, _RENAMED).items():
-            setattr(self, name, value)
 
     @property
     def schedule_(self) -> NoiseSchedule:
@@ -355,9 +353,12 @@ class DDPMLocalizer(BaseEstimator):
         numpy.ndarray
             Reconstructions in the layout of ``images``, float32.
         """
-        ddim_steps = renamed_keywords("reconstruct", deprecated, _RENAMED).get(
-            "ddim_steps", ddim_steps
-        )
+        if "n_steps" in deprecated:
+            ddim_steps = renamed_keyword(
+                "reconstruct", "n_steps", "ddim_steps", deprecated.pop("n_steps")
+            )
+        if deprecated:
+            raise TypeError(f"reconstruct() got unexpected keyword(s) {sorted(deprecated)}")
         data, squeezed = self._check_test_images(images)
         rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
         return rec[:, 0] if squeezed else rec
@@ -409,9 +410,9 @@ class DDPMLocalizer(BaseEstimator):
             Shape (N, H, W), float32; channels are averaged.
         """
         if "n_steps" in score_kwargs:
-            ddim_steps = renamed_keywords(
-                "anomaly_map", {"n_steps": score_kwargs.pop("n_steps")}, _RENAMED
-            )["ddim_steps"]
+            ddim_steps = renamed_keyword(
+                "anomaly_map", "n_steps", "ddim_steps", score_kwargs.pop("n_steps")
+            )
         data, _ = self._check_test_images(images)
         rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
         return anomaly_score(data, rec, score, **score_kwargs)

@@ -19,15 +19,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffad._deprecation import renamed_keywords
+from diffad._deprecation import renamed_parameters
 from diffad.device import resolve_device
-from diffad.selective import METHODS
+from diffad.selective import METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
 from diffad.selective.intervals import oc_interval, selection_intervals
 from diffad.selective.prefix_cache import PrefixCache
 from diffad.selective.result import NO_REGION, SelectiveTestResult
-from diffad.selective import TERMINATIONS
 from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.tracer import ReconstructionTracer
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
@@ -50,6 +49,7 @@ class _Line(NamedTuple):
     z: float
 
 
+@renamed_parameters(_RENAMED)
 class SelectiveTest:
     """Exact selective p-value (DAL-Test) for the region a diffusion localizer flags.
 
@@ -116,7 +116,6 @@ class SelectiveTest:
         n_permutations: int = 1000,
         random_state: int = 0,
         device: str = "auto",
-        **deprecated: Any,
     ) -> None:
         self.localizer = localizer
         self.noise_var = noise_var
@@ -135,8 +134,6 @@ class SelectiveTest:
         self.n_permutations = n_permutations
         self.random_state = random_state
         self.device = device
-        for name, value in renamed_keywords("SelectiveTest", deprecated, _RENAMED).items():
-            setattr(self, name, value)
 
     # ------------------------------------------------------------------ set-up
     def __getstate__(self) -> dict:

@@ -10,14 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffad._deprecation import renamed_keywords
+from diffad._deprecation import renamed_parameters
 from diffad.tabular._nets import DTEMLP
 from diffad.tabular._neural import NeuralTabularDetector
 
 #: Added to β̂ inside the log, as published, so that β̂ = 0 does not give -inf.
 _LOG_EPS = 1e-5
 
-_RENAMED = {"schedule": "training_schedule"}
 
 #: Training schedules of DTE-IG by name (see ``DTEInverseGamma``): ``paper`` is the published
 #: 400 epochs of batch 64 at lr 1e-4; ``fast`` uses 4x the batch with 4x the lr, capped at
@@ -40,6 +39,7 @@ _BETA_LINKS = {
 }
 
 
+@renamed_parameters({"schedule": "training_schedule"})
 class DTEInverseGamma(NeuralTabularDetector):
     """DTE-IG (Livernoche et al., ICLR 2024): an MLP predicts the scale β of the inverse-Gamma
     posterior InvGamma(α = d/2 − 1, β) over the noise variance σ_t² of a noisy row.
@@ -113,7 +113,6 @@ class DTEInverseGamma(NeuralTabularDetector):
         device: str = "auto",
         random_state: int = 0,
         verbose: bool = True,
-        **deprecated: Any,
     ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_sizes = hidden_sizes
@@ -132,8 +131,6 @@ class DTEInverseGamma(NeuralTabularDetector):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-        for name, value in renamed_keywords("DTEInverseGamma", deprecated, _RENAMED).items():
-            setattr(self, name, value)
 
     def _check_params(self, X: np.ndarray) -> None:
         d = X.shape[1]
