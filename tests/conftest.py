@@ -1,6 +1,6 @@
 """Shared test fixtures.
 
-Two environment variables let the seed sweep (``benchmarks/test_seed_sweep.py``) rerun the
+Two environment variables let the seed sweep (``benchmarks/seed_sweep.py``) rerun the
 tests that train models under other seeds and thread counts:
 
 - ``DIFFAD_TEST_SEED`` (default 0) is added to every model and data seed of those tests

@@ -34,7 +34,7 @@ from diffad.image.scores import anomaly_score
 BAND = (0.25, 0.8)
 METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean", "mean-diff-baseline")
 
-# Settings chosen by measurement on 2 CPU cores (see the README table); ``quick`` trades
+# Settings chosen by measurement on 2 CPU cores (docs/benchmarks/image.md); ``quick`` trades
 # quality for a run of a few minutes at 32×32.
 PRESETS: dict[str, dict[str, Any]] = {
     "full": {
@@ -141,6 +141,41 @@ def time_maps(
     return len(images) / statistics.median(wall), len(images) / statistics.median(cpu)
 
 
+def score_methods(
+    data: dict[str, np.ndarray], loc: DDPMLocalizer, seed: int, n_samples: int, erosion: int
+) -> dict[str, dict[str, float]]:
+    """Localisation metrics of every method in ``METHODS`` on the same reconstructions."""
+    recs = {
+        k: loc.reconstruct(data[k], seed=seed, n_samples=n_samples)
+        for k in ("val", "test", "test_healthy")
+    }
+    mean_image = data["train"].mean(axis=0)
+    scores = {}
+    for method in METHODS:
+        rep = report_maps(
+            data, lambda k, method=method: _maps(data[k], recs[k], method, mean_image), erosion
+        )
+        scores[method] = {
+            "pixel_ap": rep["pixel_ap"],
+            "pixel_auroc": rep["pixel_auroc"],
+            "best_dice": rep["best_dice"],
+            "dice_healthy95": rep["dice_healthy95"],
+            "dice_healthy99": rep["dice_healthy99"],
+            "healthy_fpr": rep["healthy_fpr95"],
+            "healthy_fpr99": rep["healthy_fpr99"],
+        }
+    return scores
+
+
+def reproducibility(loc: DDPMLocalizer, probe: np.ndarray, seed: int) -> dict[str, Any]:
+    """Same seed → identical maps; another seed → different maps."""
+    a = loc.anomaly_map(probe, seed=seed)
+    return {
+        "same_seed_identical": bool(np.array_equal(a, loc.anomaly_map(probe, seed=seed))),
+        "other_seed_max_abs_diff": float(np.abs(a - loc.anomaly_map(probe, seed=seed + 1)).max()),
+    }
+
+
 def run_brain_benchmark(
     size: int = 64,
     quick: bool = False,
@@ -214,34 +249,7 @@ def run_brain_benchmark(
     ).fit(data["train"])
     # CPU seconds of all threads: unlike wall time, not inflated by other jobs on a shared host.
     train_cpu_seconds = time.process_time() - cpu_start
-
-    recs = {
-        k: loc.reconstruct(data[k], seed=seed, n_samples=n_samples)
-        for k in ("val", "test", "test_healthy")
-    }
-    mean_image = data["train"].mean(axis=0)
-    scores = {}
-    for method in METHODS:
-        rep = report_maps(
-            data, lambda k, method=method: _maps(data[k], recs[k], method, mean_image), erosion
-        )
-        scores[method] = {
-            "pixel_ap": rep["pixel_ap"],
-            "pixel_auroc": rep["pixel_auroc"],
-            "best_dice": rep["best_dice"],
-            "dice_healthy95": rep["dice_healthy95"],
-            "dice_healthy99": rep["dice_healthy99"],
-            "healthy_fpr": rep["healthy_fpr95"],
-            "healthy_fpr99": rep["healthy_fpr99"],
-        }
-
-    # Reproducibility of the maps: same seed → identical, another seed → different.
-    probe = data["test"][:4]
-    a = loc.anomaly_map(probe, seed=seed)
-    reproducible = {
-        "same_seed_identical": bool(np.array_equal(a, loc.anomaly_map(probe, seed=seed))),
-        "other_seed_max_abs_diff": float(np.abs(a - loc.anomaly_map(probe, seed=seed + 1)).max()),
-    }
+    scores = score_methods(data, loc, seed, n_samples, erosion)
     timing_batch = data["test"][: min(32, len(data["test"]))]
     maps_per_second, maps_per_cpu_second = time_maps(loc, timing_batch, n_samples)
     return {
@@ -251,7 +259,7 @@ def run_brain_benchmark(
         "maps_per_second": maps_per_second,
         "maps_per_cpu_second": maps_per_cpu_second,
         "final_train_loss": float(np.mean(loc.loss_history_[-50:])),
-        "reproducible": reproducible,
+        "reproducible": reproducibility(loc, data["test"][:4], seed),
         "settings": {
             "size": size,
             "quick": quick,

@@ -135,33 +135,10 @@ def run_tabular(
                             on_record(record)
                         bar.update()
                         continue
-                    detector = make_detector(
-                        method, seed, device=device, **method_params.get(method, {})
-                    )
-                    t0 = time.perf_counter()
-                    detector.fit(split.X_train)
-                    t1 = time.perf_counter()
-                    scores = np.asarray(detector.decision_function(split.X_test), np.float64)
-                    t2 = time.perf_counter()
-                    if not np.isfinite(scores).all():
-                        raise ValueError(
-                            f"{method} returned NaN/inf scores on {path.name} (seed {seed})"
-                        )
-                    record = {
-                        "dataset": dataset_name(path),
-                        "family": family_name(path, known),
-                        "file": path.name,
-                        "method": method,
-                        "seed": int(seed),
-                        "protocol": protocol,
-                        **detection_metrics(split.y_test, scores),
-                        "fit_s": t1 - t0,
-                        "score_s": t2 - t1,
-                        "n_train": int(split.X_train.shape[0]),
-                        "n_test": int(split.X_test.shape[0]),
-                        "n_features": int(split.X_train.shape[1]),
-                        "params": _json_params(detector),
-                    }
+                    record = _fit_and_score(
+                        path, split, method, seed, protocol, known, device,
+                        method_params.get(method, {}),
+                    )  # fmt: skip
                     done[(path, method, fingerprint)] = record
                     records.append(record)
                     if on_record is not None:
@@ -170,6 +147,42 @@ def run_tabular(
     finally:
         bar.close()
     return records
+
+
+def _fit_and_score(
+    path: Path,
+    split,
+    method: str,
+    seed: int,
+    protocol: str,
+    known: list[str],
+    device: str,
+    params: dict[str, Any],
+) -> dict:
+    """One record: fit ``method`` on the split's training rows and score its test rows."""
+    detector = make_detector(method, seed, device=device, **params)
+    t0 = time.perf_counter()
+    detector.fit(split.X_train)
+    t1 = time.perf_counter()
+    scores = np.asarray(detector.decision_function(split.X_test), np.float64)
+    t2 = time.perf_counter()
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{method} returned NaN/inf scores on {path.name} (seed {seed})")
+    return {
+        "dataset": dataset_name(path),
+        "family": family_name(path, known),
+        "file": path.name,
+        "method": method,
+        "seed": int(seed),
+        "protocol": protocol,
+        **detection_metrics(split.y_test, scores),
+        "fit_s": t1 - t0,
+        "score_s": t2 - t1,
+        "n_train": int(split.X_train.shape[0]),
+        "n_test": int(split.X_test.shape[0]),
+        "n_features": int(split.X_train.shape[1]),
+        "params": _json_params(detector),
+    }
 
 
 def _json_params(detector) -> dict:

@@ -14,9 +14,8 @@ from diffad.tabular._nets import DTEMLP
 from diffad.tabular._neural import NeuralTabularDetector
 
 #: Default training budget (see ``DTECategorical``): 4x the published batch with 4x its
-#: learning rate (linear scaling), the published 400 epochs, at most 3 000 steps, so that fit +
-#: score of a 50 000-row set stays well under a minute of CPU. Measured by
-#: ``benchmarks/tabular_speed.py`` (time) and ``benchmarks/tabular_defaults.py`` (ROC-AUC).
+#: learning rate (linear scaling), the published 400 epochs, at most 3 000 steps, which bounds
+#: the training cost of any set (time and ROC-AUC cost in ``docs/benchmarks/tabular.md``).
 DEFAULT_MAX_STEPS = 3_000
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_LR = 4e-4
@@ -48,8 +47,7 @@ class DTECategorical(NeuralTabularDetector):
     max_steps : int or None
         Cap on the total number of gradient steps (default 3 000: binds on sets with more than
         1 792 training rows and bounds the training cost of any set). ``None`` removes it;
-        :meth:`paper_settings` restores the published 400 epochs of batch 64 at lr 1e-4. The
-        ROC-AUC cost of the defaults is measured by ``benchmarks/tabular_defaults.py``.
+        :meth:`paper_settings` restores the published 400 epochs of batch 64 at lr 1e-4.
     score_batch_size : int
         Rows per forward pass at scoring time.
     double_softmax : bool
