@@ -1,8 +1,8 @@
 """Export diffad's seeded DDIM reconstruction D(X) to ONNX for the authors' engine si4onnx.
 
-The exported graph is *exactly* :func:`diffad.diffusion.chain.reconstruct` for one image:
-the same U-Net (in float64), the same DDIM coefficients, the same time steps and the same
-noise tensors from :func:`diffad.diffusion.chain.draw_reconstruction_noise`. Everything that
+The exported graph is *exactly* :meth:`diffad.diffusion.chain.ReconstructionChain.run` for
+one image: the same U-Net (in float64), the same chain of DDIM steps and constants (the
+localizer's ``chain()``) and the same noise tensors from ``chain.draw_noise``. Everything that
 does not depend on the input image (time embeddings and their MLP, the noise terms, the DDIM
 scalars) is folded into float64 initializers, so the graph that si4onnx walks contains only
 the ops it can trace (Conv, Relu, AveragePool, Resize, Concat, Add, Mul, ...) and its output
@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise, reconstruct
-from diffad.diffusion.schedules import NoiseSchedule
+from diffad.diffusion.chain import ReconstructionChain
 
 # The ONNX ops si4onnx 0.1.13 can trace (si4onnx/nn.py: layers, multi_input_layers,
 # non_input_layers, random_layers). An exported graph with anything else is refused here,
@@ -54,29 +53,21 @@ class SeededReconstruction(nn.Module):
     ----------
     model : torch.nn.Module
         The trained ε-prediction U-Net; a float64 eval-mode copy is used.
-    schedule : NoiseSchedule
-        Its training schedule.
-    timesteps : sequence of int
-        DDIM network-call steps, e.g. [460, 345, 230, 115, 0].
+    chain : ReconstructionChain
+        The reconstruction (``DDPMLocalizer.chain()``).
     noises : sequence of torch.Tensor
-        From :func:`draw_reconstruction_noise` for ``timesteps`` (shape (1, C, H, W)).
-    eta : float
-        DDIM stochasticity.
+        From ``chain.draw_noise`` (shape (1, C, H, W)).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        schedule: NoiseSchedule,
-        timesteps: Sequence[int],
+        chain: ReconstructionChain,
         noises: Sequence[torch.Tensor],
-        eta: float = 1.0,
     ) -> None:
         super().__init__()
         self.model = copy.deepcopy(model).double().eval()
-        self.schedule = schedule
-        self.timesteps = [int(t) for t in timesteps]
-        self.eta = float(eta)
+        self.chain = chain
         for i, n in enumerate(noises):
             self.register_buffer(f"noise{i}", n.detach().to(torch.float64).clone())
         self.n_noises = len(noises)
@@ -84,7 +75,7 @@ class SeededReconstruction(nn.Module):
         # float64 by the model's own code and served from buffers, so the graph carries no
         # Sin/Cos/Cast (which si4onnx cannot trace) and the values match diffad bit for bit.
         with torch.no_grad():
-            for t in self.timesteps:
+            for t in chain.timesteps:
                 emb = self.model.time_embedding(t, 1, torch.device("cpu"))
                 self.register_buffer(f"emb{t}", emb.clone())
         self.model.time_embedding = self._cached_embedding
@@ -96,8 +87,8 @@ class SeededReconstruction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noises = [getattr(self, f"noise{i}") for i in range(self.n_noises)]
-        # The library's own reconstruct: the exported graph is its trace, not a re-implementation.
-        return reconstruct(self.model, self.schedule, x, self.timesteps, noises, eta=self.eta)
+        # The library's own chain: the exported graph is its trace, not a re-implementation.
+        return self.chain.run(self.model, x, noises)
 
 
 def _constants_to_initializers(model_proto) -> None:
@@ -205,24 +196,22 @@ def _nest_intervals_order(model_proto) -> None:
 
 
 def canonical_noise(
-    shape: Sequence[int], timesteps: Sequence[int], seed: int
+    shape: Sequence[int], chain: ReconstructionChain, seed: int
 ) -> list[torch.Tensor]:
     """The noise diffad's selection uses for ``seed``, as float64 tensors.
 
-    ``draw_reconstruction_noise`` is called with its default float32 dtype, exactly as
+    ``chain.draw_noise`` is called with its default float32 dtype, exactly as
     ``DDPMLocalizer`` and ``SelectiveTest`` call it, and then widened: the constants in the
     exported graph are the float32-rounded draws, as in diffad's float64 tracer.
     """
-    return [n.to(torch.float64) for n in draw_reconstruction_noise(shape, timesteps, seed)]
+    return [n.to(torch.float64) for n in chain.draw_noise(shape, seed)]
 
 
 def export_reconstruction(
     model: nn.Module,
-    schedule: NoiseSchedule,
+    chain: ReconstructionChain,
     image_shape: Sequence[int],
-    timesteps: Sequence[int],
     seed: int,
-    eta: float = 1.0,
     path: str | Path | None = None,
     opset: int = 12,
 ) -> bytes:
@@ -232,17 +221,13 @@ def export_reconstruction(
     ----------
     model : torch.nn.Module
         The trained U-Net.
-    schedule : NoiseSchedule
-        Its schedule.
+    chain : ReconstructionChain
+        The reconstruction (``DDPMLocalizer.chain()``).
     image_shape : sequence of int
         (C, H, W) of one image.
-    timesteps : sequence of int
-        DDIM steps.
     seed : int
         Reconstruction seed: the noise is :func:`canonical_noise`, the same draw diffad's
         selection (``SelectiveTest(seed=...)``) uses for that seed.
-    eta : float
-        DDIM stochasticity.
     path : str or Path, optional
         Also write the model there.
     opset : int
@@ -263,8 +248,8 @@ def export_reconstruction(
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError("exporting to ONNX needs the 'onnx' package: pip install onnx") from err
     shape = (1, *[int(s) for s in image_shape])
-    noises = canonical_noise(shape, timesteps, seed)
-    wrapper = SeededReconstruction(model, schedule, timesteps, noises, eta).eval()
+    noises = canonical_noise(shape, chain, seed)
+    wrapper = SeededReconstruction(model, chain, noises).eval()
     dummy = torch.zeros(shape, dtype=torch.float64)
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -294,21 +279,19 @@ def export_reconstruction(
 
 def reference_reconstruction(
     model: nn.Module,
-    schedule: NoiseSchedule,
+    chain: ReconstructionChain,
     images: np.ndarray,
-    timesteps: Sequence[int],
     seed: int,
-    eta: float = 1.0,
 ) -> np.ndarray:
     """diffad's float64 D(X) of one image (1, C, H, W) with the noise of ``seed``.
 
     This is what the exported graph must reproduce; computed by the library directly.
     """
     x = torch.as_tensor(np.asarray(images, dtype=np.float64))
-    noises = canonical_noise(tuple(x.shape), timesteps, seed)
+    noises = canonical_noise(tuple(x.shape), chain, seed)
     m = copy.deepcopy(model).double().eval()
     with torch.no_grad():
-        return reconstruct(m, schedule, x, timesteps, noises, eta=eta).numpy()
+        return chain.run(m, x, noises).numpy()
 
 
 def main() -> None:
@@ -321,10 +304,7 @@ def main() -> None:
     import si_models  # benchmarks/ is on sys.path when run as a script
 
     loc = si_models.get_localizer(args.size, args.train_steps)
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
-    export_reconstruction(
-        loc.model_, loc.schedule_, loc.image_shape_, steps, args.seed, loc.eta, path=args.out
-    )
+    export_reconstruction(loc.model_, loc.chain(), loc.image_shape_, args.seed, path=args.out)
     print(f"wrote {args.out}")
 
 

@@ -30,26 +30,21 @@ from si_validity import LAM, ar1_cov, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.diffusion.chain import (  # noqa: E402
-    ddim_timesteps,
-    draw_reconstruction_noise,
-    reconstruct,
-)
 from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 
 def grid_membership(loc, a, b, grid, size: int, seed: int, chunk: int = 500) -> np.ndarray:
     """M(a + b·z) == M_obs at every grid point, by direct float64 reconstructions."""
     net = copy.deepcopy(loc.model_).double().eval()
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
+    chain = loc.chain()
     # The same noise as SelectiveTest: drawn in float64, stored in float32, used in float64.
-    noises = [n.double() for n in draw_reconstruction_noise((1, 1, size, size), steps, seed)]
+    noises = [n.double() for n in chain.draw_noise((1, 1, size, size), seed)]
     out = []
     for s in range(0, len(grid), chunk):
         zs = grid[s : s + chunk]
         imgs = torch.from_numpy((a[None] + zs[:, None] * b[None]).reshape(-1, 1, size, size))
         with torch.no_grad():
-            rec = reconstruct(net, loc.schedule_, imgs, steps, noises, float(loc.eta))
+            rec = chain.run(net, imgs, noises)
         filt = F.avg_pool2d(rec - imgs, 3, stride=1, padding=1).reshape(len(zs), -1)
         out.append((filt.abs() > LAM).numpy())
     return np.concatenate(out)

@@ -61,7 +61,7 @@ def get_localizer(
     images = rng.standard_normal((N_TRAIN, 1, size, size)).astype(np.float32)
     loc = DDPMLocalizer(
         t_start=T_START,
-        n_steps=N_STEPS,
+        ddim_steps=N_STEPS,
         eta=1.0,
         train_steps=train_steps,
         batch_size=batch_size,

@@ -63,7 +63,6 @@ from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.diffusion.chain import ddim_timesteps  # noqa: E402
 from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 SI4ONNX_MODES = {
@@ -239,7 +238,7 @@ def main() -> int:
 
     venv_python = setup_venv(args.venv)
     loc = si_models.get_localizer(args.size, args.train_steps)
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
+    chain = loc.chain()
     pairs, skipped = draw_pairs(args.size, args.images, args.seed, args.delta, loc, args.lam)
     print(f"D={args.size}: {len(pairs)} pairs with a region ({skipped} empty skipped)", flush=True)
 
@@ -376,9 +375,7 @@ def main() -> int:
         specs = []
         for i, (x, ref, rec_seed) in enumerate(pairs):
             onnx_path = tmpd / f"img{i}.onnx"
-            export_reconstruction(
-                loc.model_, loc.schedule_, loc.image_shape_, steps, rec_seed, loc.eta, onnx_path
-            )
+            export_reconstruction(loc.model_, chain, loc.image_shape_, rec_seed, onnx_path)
             np.save(tmpd / f"img{i}_x.npy", x[None])
             np.save(tmpd / f"img{i}_ref.npy", ref[None])
             specs.append(
@@ -431,9 +428,7 @@ def main() -> int:
             # What si4onnx sees: its own float64 interpretation of the graph vs diffad's D(X).
             if Path(specs[i]["recon_out"]).exists():
                 onnx_rec = np.load(specs[i]["recon_out"])
-                ref64 = reference_reconstruction(
-                    loc.model_, loc.schedule_, x[None], steps, rec_seed, loc.eta
-                )
+                ref64 = reference_reconstruction(loc.model_, chain, x[None], rec_seed)
                 ref32 = loc.reconstruct(x[None], seed=rec_seed)
                 per_image[i]["onnx_check"] = {
                     "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),

@@ -102,7 +102,7 @@ def main() -> int:
                         "config": config,
                         "seed": seed,
                         "n_train": int(X_train.shape[0]),
-                        "steps": int(det.n_steps_),
+                        "steps": int(det.n_train_steps_),
                         "roc_auc": float(auc),
                         "fit_wall_s": fit.wall,
                         "fit_cpu_s": fit.cpu,

@@ -47,7 +47,7 @@ def branch_row(X: np.ndarray, y: np.ndarray, seed: int) -> dict:
     normal, anomalous = split.y_test == 0, split.y_test == 1
     return {
         "seed": seed,
-        "schedule": det.schedule_name(split.X_train.shape[0]),
+        "schedule": det.training_schedule_name(split.X_train.shape[0]),
         "roc_auc": float(roc_auc_score(split.y_test, score)),
         "roc_auc_signed_s": float(roc_auc_score(split.y_test, s)),
         "share_s_negative_normal": float(np.mean(s[normal] < 0)),

@@ -5,8 +5,8 @@ split of ``tabular_fidelity.py``) and each schedule, fits ``DTEInverseGamma`` wi
 schedule and records ROC-AUC, the published DTE-IG value, gradient steps and fit wall / CPU
 seconds. A schedule is written ``b<batch>:<max_steps>[:<lr>]``; the lr defaults to
 1e-4 · batch/64 (linear scaling from the published batch 64, lr 1e-4); ``default`` is the
-class defaults (``schedule="auto"``). Results are written after every fit (``--resume`` skips
-finished pairs).
+class defaults (``training_schedule="auto"``). Results are written after every fit
+(``--resume`` skips finished pairs).
 
 Usage (one thread, nice'd, on a shared machine)::
 
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_size": trained["batch_size"],
                 "lr": trained["lr"],
                 "max_steps": trained["max_steps"],
-                "steps": int(det.n_steps_),
-                "epochs_seen": det.n_steps_ * trained["batch_size"] / split.X_train.shape[0],
+                "steps": int(det.n_train_steps_),
+                "epochs_seen": det.n_train_steps_ * trained["batch_size"] / split.X_train.shape[0],
                 "n_train": int(split.X_train.shape[0]),
                 "n_features": int(split.X_train.shape[1]),
                 "roc_auc": float(metrics["roc_auc"]),

@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         params.setdefault("dte-ig", {})["beta_link"] = args.dte_ig_beta_link
         variants.append(f"{args.dte_ig_beta_link} link")
     if args.dte_ig_schedule != "auto":
-        params.setdefault("dte-ig", {})["schedule"] = args.dte_ig_schedule
+        params.setdefault("dte-ig", {})["training_schedule"] = args.dte_ig_schedule
         variants.append(f"{args.dte_ig_schedule} schedule")
     variant = ", ".join(variants) or None
     RESULTS.mkdir(parents=True, exist_ok=True)

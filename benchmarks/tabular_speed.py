@@ -175,7 +175,7 @@ def main() -> int:
                     "score_cpu_s": ts.cpu,
                     "total_wall_s": tf.wall + ts.wall,
                     "total_cpu_s": tf.cpu + ts.cpu,
-                    "steps": det.n_steps_,
+                    "steps": det.n_train_steps_,
                     "roc_auc": float(roc_auc_score(y_test, scores)),
                 }
             )
@@ -195,13 +195,13 @@ def main() -> int:
         det = DTECategorical.paper_settings(verbose=False, epochs=args.paper_epochs)
         with Timer() as tp:
             det.fit(X_train)
-        per_step_cpu = tp.cpu / det.n_steps_
+        per_step_cpu = tp.cpu / det.n_train_steps_
         steps_400 = 400 * int(np.ceil(X_train.shape[0] / 64))
         payload["paper_cost"] = {
             "dataset": args.big,
             "n_train": int(X_train.shape[0]),
             "epochs_run": args.paper_epochs,
-            "steps_run": det.n_steps_,
+            "steps_run": det.n_train_steps_,
             "fit_wall_s": tp.wall,
             "fit_cpu_s": tp.cpu,
             "cpu_s_per_step": per_step_cpu,

@@ -1,14 +1,14 @@
 """Figures behind the README's DTE-C and DTE-IG fidelity bullets, from the committed JSON.
 
 Reads the ``tabular_fidelity_semi-paper_*.json`` runs of DTE-C (default loss and published
-double softmax) and DTE-IG (``schedule="auto"``, the all-``fast`` run, the softplus link, and
-the published schedule on the larger sets) and the ``tabular_dteig_branch_*.json`` runs, and
-writes ``benchmarks/results/tabular_variant_compare.json``:
+double softmax) and DTE-IG (``training_schedule="auto"``, the all-``fast`` run, the softplus
+link, and the published schedule on the larger sets) and the ``tabular_dteig_branch_*.json``
+runs, and writes ``benchmarks/results/tabular_variant_compare.json``:
 
 - per run group: per-seed mean ROC-AUC over the sets, their mean and standard error, the
   number of sets within ±2 of the published value, and the mean difference from the
   published value on all sets, the smaller sets (at most 3 200 training rows, where
-  ``schedule="auto"`` uses the published schedule) and the larger ones;
+  ``training_schedule="auto"`` uses the published schedule) and the larger ones;
   the mean over seeds of the summed ``fit_s`` on the smaller sets;
 - DTE-IG ``auto`` vs ``fast`` on the larger sets: (set, seed) pairs with equal ROC-AUC;
 - DTE-IG with the published schedule on every set (group ``dte-ig paper``: the ``auto`` runs
@@ -46,12 +46,13 @@ GROUPS = {
 PAPER_LARGE = ["tabular_fidelity_semi-paper_dteig-paper-big-*.json"]
 
 
-_AUTO = DTEInverseGamma()  # the default detector, whose schedule="auto" picks per set size
+# The default detector: its training_schedule="auto" picks per set size.
+_AUTO = DTEInverseGamma()
 
 
 def is_small(record: dict) -> bool:
-    """Whether ``schedule="auto"`` trains on this record's set with the published schedule."""
-    return _AUTO.schedule_name(record["n_train"]) == "paper"
+    """Whether the default ``training_schedule="auto"`` trains on this set with ``paper``."""
+    return _AUTO.training_schedule_name(record["n_train"]) == "paper"
 
 
 def load(patterns: list[str]) -> list[dict]:
