@@ -1,10 +1,11 @@
 """DAL-Test: selective p-value for the region a diffusion reconstruction flags.
 
-Model: X = μ + ε and a reference X′ = μ′ + ε′, independent, ε, ε′ ~ N(0, Σ) with Σ known.
-Selection (DAL-Test defaults): D(X) is the seeded DDIM reconstruction of the localizer
-(T′ = 460, DDIM steps [460, 345, 230, 115, 0], η = 1 as published), E = |K ∗ (D(X) − X)|
-with K a 3×3 mean filter (zero padding) and M = {i : E_i > λ}, λ = 0.8. Test
-H0: mean_M(μ) = mean_M(μ′) with T = mean_M(X) − mean_M(X′). Conditioning on M and on the
+Model: X = μ + ε and a reference X′ = μ′ + ε′, independent, ε ~ N(0, Σ) and ε′ ~ N(0, f·Σ)
+with Σ known (f = 1 for one reference image, 1/n for the mean of n healthy images).
+Selection: D(X) is the seeded reconstruction of the localizer (published DAL-Test setting:
+T′ = 460, DDIM steps [460, 345, 230, 115, 0], η = 1), E = |K ∗ (D(X) − X)| with K a 3×3
+mean filter (zero padding) and M = {i : E_i > λ}. Test H0: mean_M(μ) = mean_M(μ′) with
+T = mean_M(X) − mean_M(X′), Var T = (1 + f)·1_Mᵀ Σ 1_M / |M|². Conditioning on M and on the
 nuisance component, z = T / sd(T) is N(0, 1) truncated to {z : M(X(z)) = M_obs} along the
 line X(z) = X − (z_obs − z)·Σ1_M / (|M|·sd(T)); see :mod:`diffad.selective.search` and
 :mod:`diffad.selective.truncnorm` (two-sided p = 2·min(F, 1 − F)).
@@ -47,6 +48,7 @@ class _Line(NamedTuple):
     b: np.ndarray
     stat: float
     z: float
+    reference_var_factor: float
 
 
 @renamed_parameters(_RENAMED)
@@ -62,10 +64,16 @@ class SelectiveTest:
         variances (image-shaped or flat), or a full (n, n) matrix over the C·H·W pixels
         (:class:`~diffad.selective.covariance.NoiseCovariance`). ``None`` (default) uses
         the localizer's estimate ``noise_var_`` from healthy images. Formerly ``sigma``.
-    lam : float
-        Threshold λ on the filtered reconstruction error.
+    lam : float, optional
+        Threshold λ on the filtered reconstruction error. ``None`` (default) uses the
+        localizer's ``lam_``, calibrated on healthy images (``calibrate``); the published
+        synthetic setting is 0.8 for N(0, 1) pixels.
     filter_size : int
         Side of the mean filter K (odd).
+    reference_var_factor : float, optional
+        f, the noise covariance of the reference relative to Σ: 1 for one healthy image,
+        1/n for the mean of n. ``None``: 1 for a reference passed to :meth:`test`, the
+        localizer's ``reference_var_factor_`` for its default reference.
     t_start, ddim_steps : int, optional
         Reconstruction noise level and DDIM calls; default: the localizer's (the published
         DAL-Test setting is 460 and 5). ``ddim_steps`` was formerly ``n_steps``.
@@ -101,8 +109,9 @@ class SelectiveTest:
         self,
         localizer: Any,
         noise_var: Any = None,
-        lam: float = 0.8,
+        lam: float | None = None,
         filter_size: int = 3,
+        reference_var_factor: float | None = None,
         t_start: int | None = None,
         ddim_steps: int | None = None,
         seed: int = 0,
@@ -121,6 +130,7 @@ class SelectiveTest:
         self.noise_var = noise_var
         self.lam = lam
         self.filter_size = filter_size
+        self.reference_var_factor = reference_var_factor
         self.t_start = t_start
         self.ddim_steps = ddim_steps
         self.seed = seed
@@ -169,8 +179,6 @@ class SelectiveTest:
             raise ValueError("the localizer is not fitted: call fit() or load() first")
         if self.batch_size is not None:
             check_batch_size(self.batch_size)
-        if not (np.isfinite(self.lam) and self.lam > 0):
-            raise ValueError(f"lam must be > 0, got {self.lam}")
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {TERMINATIONS}, got {self.termination!r}")
         if self.alternative not in ("two-sided", "abs"):
@@ -194,9 +202,39 @@ class SelectiveTest:
             )
         return cache[key]
 
+    def _lam(self) -> float:
+        """``lam``, or the localizer's calibrated ``lam_`` when it is None."""
+        lam = self.lam if self.lam is not None else getattr(self.localizer, "lam_", None)
+        if lam is None:
+            raise ValueError(
+                "lam is needed: pass the threshold, or calibrate the localizer on healthy "
+                "images (calibrate()) to get a default"
+            )
+        if not (np.isfinite(lam) and lam > 0):
+            raise ValueError(f"lam must be > 0, got {lam}")
+        return float(lam)
+
+    def _reference(self, reference: Any) -> tuple[Any, float]:
+        """The reference and its variance factor f (see the class docstring)."""
+        if reference is not None:
+            f = 1.0 if self.reference_var_factor is None else float(self.reference_var_factor)
+            return reference, f
+        stored = getattr(self.localizer, "reference_", None)
+        if stored is None:
+            raise ValueError(
+                "reference is needed: pass a healthy image, or calibrate the localizer on "
+                "healthy images (calibrate()) to use their mean"
+            )
+        f = getattr(self.localizer, "reference_var_factor_", 1.0)
+        if self.reference_var_factor is not None:
+            f = float(self.reference_var_factor)
+        return stored, float(f)
+
     def _check_pair(self, image: Any, reference: Any) -> tuple[np.ndarray, np.ndarray, tuple]:
         x = np.asarray(image, dtype=np.float64)
         r = np.asarray(reference, dtype=np.float64)
+        if r.ndim == 3 and x.ndim == 2 and r.shape[0] == 1:
+            r = r[0]
         if x.ndim not in (2, 3):
             raise ValueError(f"image must be (H, W) or (C, H, W), got shape {x.shape}")
         if r.shape != x.shape:
@@ -212,27 +250,28 @@ class SelectiveTest:
     def _line(self, image: Any, reference: Any) -> _Line | None:
         """Everything the test conditions on, or None when no region is selected."""
         self._check_params()
+        reference, f = self._reference(reference)
         x, ref, shape = self._check_pair(image, reference)
         tracer = self._tracer(x.shape)
         cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
-        m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > float(self.lam)
+        m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > self._lam()
         size = int(m_obs.sum())
         if size == 0:
             return None
         xf, rf = x.reshape(-1), ref.reshape(-1)
         ones = m_obs.astype(np.float64)
         s1 = cov.times(ones)
-        sd = float(np.sqrt(2.0 * ones @ s1)) / size
+        sd = float(np.sqrt((1.0 + f) * (ones @ s1))) / size
         stat = float(xf[m_obs].mean() - rf[m_obs].mean())
         z = stat / sd
         # X(z) = a + b·z moves the image along the test direction with everything else
         # (the component independent of the statistic) held at its observed value.
         b = s1 / (size * sd)
         a = xf - z * b
-        return _Line(x, ref, cov, tracer, m_obs, m_obs.reshape(shape), a, b, stat, z)
+        return _Line(x, ref, cov, tracer, m_obs, m_obs.reshape(shape), a, b, stat, z, f)
 
     def conditioning_line(
-        self, image: Any, reference: Any
+        self, image: Any, reference: Any = None
     ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
         """The line X(z) = a + b·z in image space that the selective test searches along.
 
@@ -260,13 +299,19 @@ class SelectiveTest:
             raise ValueError(NO_REGION)
         return line.a, line.b, line.z, line.region
 
-    def test(self, image: Any, reference: Any, method: str = "parametric") -> SelectiveTestResult:
+    def test(
+        self, image: Any, reference: Any = None, method: str = "parametric"
+    ) -> SelectiveTestResult:
         """p-value for the region selected in ``image`` against ``reference``.
 
         Parameters
         ----------
-        image, reference : array-like
-            (H, W) or (C, H, W), same shape, sides divisible by the U-Net's down-sampling.
+        image : array-like
+            (H, W) or (C, H, W) in model layout and scale, sides divisible by the U-Net's
+            down-sampling.
+        reference : array-like, optional
+            A healthy image of the same shape, independent of ``image``. ``None`` uses the
+            localizer's ``reference_`` (the mean of its healthy calibration images).
         method : {"parametric", "oc", "naive", "bonferroni", "permutation"}
             ``parametric`` is the exact DAL-Test p-value; ``oc`` over-conditions on every
             decision (valid, less power); the others are comparators.
@@ -295,14 +340,14 @@ class SelectiveTest:
         elif method == "bonferroni":
             result.p_value = bonferroni_p_value(z, line.x.size)
         elif method == "permutation":
-            result.p_value = self._permutation(line.x, line.ref, line.cov, z, line.tracer)
+            result.p_value = self._permutation(line, z)
         else:
             self._selective(result, line.tracer, line.a, line.b, z, line.m_obs, method)
         result.seconds = time.perf_counter() - start
         return result
 
     def _selective(self, result, tracer, a, b, z, m_obs, method) -> None:
-        lam = float(self.lam)
+        lam = self._lam()
         if method == "oc":
             tr = tracer.evaluate(a, b, [z])
             lo, hi = oc_interval(z, tr.lo[0], tr.hi[0], tr.filt_value[0], tr.filt_slope[0], lam)
@@ -346,29 +391,29 @@ class SelectiveTest:
         result.n_pieces = found.n_evaluations
         result.n_network_calls = cache.calls_run
 
-    def _permutation(self, x, ref, cov, z, tracer) -> float:
-        lam = float(self.lam)
+    def _permutation(self, line: _Line, z: float) -> float:
+        lam, cov, f = self._lam(), line.cov, line.reference_var_factor
 
         def z_of_pair(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-            masks = np.abs(tracer.filtered_difference(xs)) > lam
+            masks = np.abs(line.tracer.filtered_difference(xs)) > lam
             xs, ys = xs.reshape(len(xs), -1), ys.reshape(len(ys), -1)
             out = np.zeros(len(xs))
             for i, m in enumerate(masks):
                 k = int(m.sum())
                 if k:
                     ones = m.astype(np.float64)
-                    sd = float(np.sqrt(2.0 * ones @ cov.times(ones))) / k
+                    sd = float(np.sqrt((1.0 + f) * (ones @ cov.times(ones)))) / k
                     out[i] = (xs[i, m].mean() - ys[i, m].mean()) / sd
             return out
 
         return permutation_p_value(
-            x, ref, z_of_pair, z, int(self.n_permutations), int(self.random_state)
+            line.x, line.ref, z_of_pair, z, int(self.n_permutations), int(self.random_state)
         )
 
     def test_many(
         self,
         images: Any,
-        references: Any,
+        references: Any = None,
         method: str = "parametric",
         n_jobs: int | None = 1,
         verbose: bool = False,
@@ -379,8 +424,9 @@ class SelectiveTest:
         ----------
         images : array-like
             (N, H, W) or (N, C, H, W).
-        references : array-like
-            One reference per image (same shape as ``images``) or a single reference.
+        references : array-like, optional
+            One reference per image (same shape as ``images``), a single reference, or
+            ``None`` for the localizer's default reference.
         method : str
             As in :meth:`test`.
         n_jobs : int or None
@@ -394,15 +440,20 @@ class SelectiveTest:
             One per image, in input order.
         """
         imgs = np.asarray(images, dtype=np.float64)
-        refs = np.asarray(references, dtype=np.float64)
         if imgs.ndim not in (3, 4) or len(imgs) == 0:
             raise ValueError(
                 f"images must be a non-empty (N, H, W) or (N, C, H, W), got {imgs.shape}"
             )
-        if refs.shape == imgs.shape[1:]:
-            refs = np.broadcast_to(refs, imgs.shape)
-        if refs.shape != imgs.shape:
-            raise ValueError(f"references shape {refs.shape} does not match images {imgs.shape}")
+        if references is None:
+            refs = [None] * len(imgs)
+        else:
+            refs = np.asarray(references, dtype=np.float64)
+            if refs.shape == imgs.shape[1:]:
+                refs = np.broadcast_to(refs, imgs.shape)
+            if refs.shape != imgs.shape:
+                raise ValueError(
+                    f"references shape {refs.shape} does not match images {imgs.shape}"
+                )
         pairs = zip(imgs, refs, strict=True)
         if n_jobs in (None, 1):
             results = (self.test(i, r, method) for i, r in pairs)

@@ -1,0 +1,199 @@
+"""The noise model of DAL-Test estimated from healthy images: reference and noise variance.
+
+DAL-Test models an image as X = μ + ε with ε ~ N(0, Σ) and compares it with a reference
+X′ = μ′ + ε′. For images of healthy tissue this module estimates, from healthy images
+that the tested images are not among:
+
+- the **reference**: their mean image; being a mean of n independent healthy images, its
+  noise covariance is Σ/n (``reference_var_factor`` = 1/n), which the test accounts for;
+- the **noise covariance** Σ: the spread of healthy images around that mean, as
+  ``"scalar"`` (one variance, Σ = σ²·I), ``"pixel"`` (one variance per pixel, Σ diagonal)
+  or ``"full"`` (every pixel pair; scikit-learn's Ledoit-Wolf shrinkage, which keeps the
+  matrix positive definite when there are fewer images than pixels).
+
+Real pixels are correlated in space; with ``"scalar"`` or ``"pixel"`` the variance of a
+region's mean is then underestimated and the p-values come out too small. ``"full"``
+models the correlation and is the default up to ``FULL_MAX_PIXELS`` pixels. Whether the
+Gaussian model holds on a user's images is measured, not assumed: see the healthy
+calibration check of :func:`healthy_rejection_rate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+
+NOISE_KINDS = ("scalar", "pixel", "full", "auto")
+#: ``kind="auto"`` estimates the full covariance up to this many pixels (a 4096 × 4096
+#: float64 matrix is 128 MB), per-pixel variances above.
+FULL_MAX_PIXELS = 4096
+
+
+@dataclass(eq=False)
+class NoiseModel:
+    """Reference image and noise covariance estimated from healthy images.
+
+    Attributes
+    ----------
+    reference : numpy.ndarray
+        Mean healthy image, shape (C, H, W).
+    reference_var_factor : float
+        Covariance of the reference relative to Σ: 1/n for the mean of n images.
+    noise_var : float or numpy.ndarray
+        Σ: a scalar variance, per-pixel variances (C, H, W), or a (C·H·W)² matrix.
+    kind : str
+        ``"scalar"``, ``"pixel"`` or ``"full"``.
+    n_images : int
+        Healthy images used.
+    """
+
+    reference: np.ndarray
+    reference_var_factor: float
+    noise_var: Any
+    kind: str
+    n_images: int
+
+
+def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
+    """Estimate the reference and Σ from healthy images (see the module docstring).
+
+    Parameters
+    ----------
+    images : array-like
+        Healthy images (N, C, H, W) in model layout, N >= 2.
+    kind : {"auto", "scalar", "pixel", "full"}
+        Form of Σ; ``"auto"`` is ``"full"`` up to ``FULL_MAX_PIXELS`` pixels, else
+        ``"pixel"``.
+
+    Returns
+    -------
+    NoiseModel
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 images, NaN/inf, an unknown kind, or images that do not vary at all.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 healthy images to estimate the noise, got {len(x)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("healthy images contain NaN or infinite values")
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"kind must be one of {NOISE_KINDS}, got {kind!r}")
+    n, shape = len(x), x.shape[1:]
+    flat = x.reshape(n, -1)
+    if kind == "auto":
+        kind = "full" if flat.shape[1] <= FULL_MAX_PIXELS else "pixel"
+    var = flat.var(axis=0, ddof=1)
+    if not np.any(var > 0):
+        raise ValueError("the healthy images are all identical: no noise to estimate")
+    if kind == "scalar":
+        noise_var: Any = float(var.mean())
+    elif kind == "pixel":
+        # Pixels that never vary (e.g. a black background) get a small floor: a variance of
+        # exactly 0 would make any change there infinitely significant.
+        floor = 1e-3 * float(np.median(var[var > 0]))
+        noise_var = np.maximum(var, floor).reshape(shape)
+    else:
+        from sklearn.covariance import LedoitWolf
+
+        cov = LedoitWolf().fit(flat).covariance_
+        ridge = 1e-9 * float(np.trace(cov)) / cov.shape[0]
+        noise_var = cov + ridge * np.eye(cov.shape[0])
+    return NoiseModel(flat.mean(axis=0).reshape(shape), 1.0 / n, noise_var, kind, n)
+
+
+@dataclass(eq=False)
+class CalibrationCheck:
+    """Fraction of healthy images whose selective p-value falls below α.
+
+    Under a valid test it is at most α (up to sampling error); the binomial band says how
+    far it can be from α by chance alone.
+
+    Attributes
+    ----------
+    alpha : float
+        Level.
+    n_healthy : int
+        Healthy images tested (those with a non-empty region; the others cannot reject).
+    n_rejected : int
+        Of those, how many had p < α.
+    n_images : int
+        Healthy images looked at, with or without a region.
+    healthy_rejection_rate : float
+        n_rejected / n_images: the false-positive rate of the whole procedure.
+    band : tuple of float
+        95 % Clopper-Pearson interval of that rate.
+    adequate : bool
+        Whether α lies at or above the band's lower end (no evidence of too many rejections).
+    """
+
+    alpha: float
+    n_healthy: int
+    n_rejected: int
+    n_images: int
+    healthy_rejection_rate: float
+    band: tuple[float, float]
+    adequate: bool
+
+    def message(self) -> str:
+        """One line for the user."""
+        lo, hi = self.band
+        verdict = (
+            "consistent with a valid test"
+            if self.adequate
+            else "TOO MANY healthy rejections: the Gaussian noise model does not fit these "
+            "images; do not trust the selective p-values"
+        )
+        return (
+            f"healthy calibration check: {self.n_rejected} of {self.n_images} held-out healthy "
+            f"images rejected at alpha = {self.alpha:g} (rate {self.healthy_rejection_rate:.3f}, "
+            f"95 % band [{lo:.3f}, {hi:.3f}]): {verdict}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return {
+            "alpha": self.alpha,
+            "n_healthy": self.n_healthy,
+            "n_images": self.n_images,
+            "n_rejected": self.n_rejected,
+            "healthy_rejection_rate": self.healthy_rejection_rate,
+            "band": list(self.band),
+            "adequate": self.adequate,
+        }
+
+
+def healthy_rejection_rate(p_values: list[float | None], alpha: float = 0.05) -> CalibrationCheck:
+    """The calibration check from the selective p-values of held-out healthy images.
+
+    Parameters
+    ----------
+    p_values : list of float or None
+        One per healthy image; None where no region was selected (never a rejection).
+    alpha : float
+        Level.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if not p_values:
+        raise ValueError("no healthy images to check")
+    tested = [p for p in p_values if p is not None]
+    k = sum(p < alpha for p in tested)
+    n = len(p_values)
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return CalibrationCheck(
+        alpha=float(alpha),
+        n_healthy=len(tested),
+        n_rejected=int(k),
+        n_images=n,
+        healthy_rejection_rate=k / n,
+        band=(float(ci.low), float(ci.high)),
+        adequate=bool(ci.low <= alpha),
+    )
