@@ -37,15 +37,14 @@ from onnx_export import reference_reconstruction  # noqa: E402
 from si_vs_si4onnx import draw_pairs, merge_touching  # noqa: E402
 
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.diffusion.chain import ddim_timesteps  # noqa: E402
 from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 
-def selected_at(z, a, b, region, loc, steps, rec_seed, lam, shape) -> bool:
+def selected_at(z, a, b, region, loc, rec_seed, lam, shape) -> bool:
     """M(a + b z) == region, by a direct float64 forward pass (no tracing)."""
     n = region.size
     x = (a[:n] + b[:n] * z).reshape(1, *shape)
-    rec = reference_reconstruction(loc.model_, loc.schedule_, x, steps, rec_seed, loc.eta)
+    rec = reference_reconstruction(loc.model_, loc.chain(), x, rec_seed)
     c = shape[0]
     kernel = torch.ones(c, 1, 3, 3, dtype=torch.float64) / 9.0
     diff = torch.from_numpy(rec - x)
@@ -65,7 +64,6 @@ def main() -> int:
     size, lam = data["size"], float(data["lam"])
     lam32 = float(np.float32(lam))
     loc = si_models.get_localizer(size)
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
     n_img = min(args.images, len(data["per_image"]))
     pairs, _ = draw_pairs(size, n_img, args.seed, data["delta"], loc, lam)
     rows = []
@@ -89,7 +87,7 @@ def main() -> int:
                 continue
             mid = 0.5 * (d_end + s_end)
             in_d = any(lo <= mid <= hi for lo, hi in iv["diffad"])
-            truth = selected_at(mid, a, b, region, loc, steps, rec_seed, lam, x.shape)
+            truth = selected_at(mid, a, b, region, loc, rec_seed, lam, x.shape)
             ends.append(
                 {
                     "diffad_end": d_end,

@@ -13,7 +13,7 @@ every piece can trace a point faster on this CPU. diffad's prefix cache lets a p
 leading calls it shares with an earlier point; ``--probe-trials`` runs that many null p-values
 of ``si_validity.py`` (seed 0) per size with the cached models and records the U-Net calls
 actually run per traced point, giving ``floor_ms_cached`` = floor · calls per point / 5.
-``--reuse`` takes that fraction instead from ``si_reuse_depth.py`` results (multiply-adds
+``--reuse`` takes that fraction instead from ``si_reuse_depth_d*.json`` results (multiply-adds
 left to run with the cache, replayed over more p-values). ``max_ratio_same_pieces`` = si4onnx's
 cost per piece over the floor (``_cached``: over the cached floor): the largest speed-up over
 si4onnx such an engine can reach when both visit the same pieces.

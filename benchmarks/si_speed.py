@@ -1,18 +1,14 @@
-"""Seconds per DAL-Test p-value and milliseconds per traced piece, with a tracer ablation.
+"""Seconds per DAL-Test p-value and milliseconds per traced piece.
 
 For ``--images`` null test images of size D (X, X′ i.i.d. N(0, 1), regions non-empty) and the
 cached synthetic-setting model (``si_models.py``), times the parametric p-value with the
 ``precision`` stop (1e-3, si4onnx's default) and, with ``--exhaustive``, the full search over
 [−10, 10]. Wall and CPU seconds are both recorded: on a shared machine wall time depends on
-the load, CPU time much less. ``--ablation`` traces the same 32 points near z_obs with
-(i) PyTorch's float64 conv2d one point at a time (a straightforward tracer), (ii) the GEMM
-tracer one point at a time and (iii) the GEMM tracer 16 points per pass. ``--setup`` times
-the tracer's construction (once per image: the reconstruction noise differs) and, for the
-dense matrices of the smallest U-Net levels, :func:`diffad.selective.affine.dense_matrix`
-against building the same matrix as a float64 ``conv2d`` of an identity basis.
+the load, CPU time much less. ``--setup`` times the tracer's construction (once per image:
+the reconstruction noise differs).
 
-Example: ``python benchmarks/si_speed.py --size 8 --images 5 --ablation
---out benchmarks/results/si_speed_d8.json``; ``--images 0 --setup`` times only the set-up.
+Example: ``python benchmarks/si_speed.py --size 8 --images 5 --out F.json``;
+``--images 0 --setup`` times only the set-up.
 """
 
 from __future__ import annotations
@@ -26,16 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import get_localizer  # noqa: E402
 
+LAM = 0.8  # the published synthetic setting
+
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise  # noqa: E402
-from diffad.selective.affine import dense_matrix  # noqa: E402
 from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
@@ -58,82 +53,22 @@ def timed(fn):
     return out, time.perf_counter() - w, time.process_time() - c
 
 
-def ablation(loc, x, r, tester, points: int = 32) -> dict:
-    """ms per traced point of three tracer configurations on the same points."""
-    a, b, z_obs, _ = tester.conditioning_line(x, r)
-    zs = z_obs + np.linspace(-0.5, 0.5, points)
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
-    noises = draw_reconstruction_noise((1, 1, *x.shape), steps, 0)
-    out = {}
-    for name, impl, batch in (
-        ("torch_conv2d_batch1", "torch", 1),
-        ("gemm_batch1", "gemm", 1),
-        ("gemm_batch16", "gemm", 16),
-    ):
-        tr = ReconstructionTracer(loc.model_, loc.schedule_, steps, noises, conv_impl=impl)
-        tr.evaluate(a, b, zs[:batch])  # warm-up
-        walls, cpus = [], []
-        for _ in range(3):
-            _, w, c = timed(
-                lambda tr=tr, batch=batch: [
-                    tr.evaluate(a, b, zs[i : i + batch]) for i in range(0, points, batch)
-                ]
-            )
-            walls.append(w)
-            cpus.append(c)
-        out[name] = {
-            "ms_per_point_wall_median": 1000 * float(np.median(walls)) / points,
-            "ms_per_point_cpu_median": 1000 * float(np.median(cpus)) / points,
-        }
-    return out
-
-
-def dense_by_conv(weight: torch.Tensor, c_in: int, kernel: int, hw) -> torch.Tensor:
-    """The matrix of :func:`dense_matrix` as a float64 conv2d of an identity basis."""
-    h, w = hw
-    basis = torch.eye(c_in * h * w, dtype=weight.dtype).reshape(c_in * h * w, c_in, h, w)
-    kern = weight.reshape(weight.shape[0], c_in, kernel, kernel)
-    out = F.conv2d(basis, kern, padding=kernel // 2)  # (C_in·H·W, C_out, H, W)
-    return out.reshape(c_in * h * w, -1).T.contiguous()
-
-
 def setup_times(loc, size: int, repeats: int = 5) -> dict:
-    """Median CPU seconds of one tracer construction and of its dense-matrix builds."""
-    steps = ddim_timesteps(loc.t_start, loc.n_steps)
-    noises = draw_reconstruction_noise((1, 1, size, size), steps, 0)
-
-    def build():
-        return ReconstructionTracer(loc.model_, loc.schedule_, steps, noises)
-
-    cpus = [timed(build)[2] for _ in range(repeats)]
-    tracer = build()
-    # (kind, matrix, constant map (C_out, 1, H, W), kernel, C_in, folded weight) per block
-    dense = [blk for blk in tracer.steps[0]["down"] + tracer.steps[0]["up"] if blk[0] == "dense"]
-    new, old, diff = [], [], 0.0
-    for _ in range(repeats):
-        for fn, into in ((dense_matrix, new), (dense_by_conv, old)):
-            mats, _, cpu = timed(
-                lambda fn=fn: [fn(b[5], b[4], b[3], tuple(b[2].shape[-2:])) for b in dense]
-            )
-            into.append(cpu)
-        # ``mats`` holds the conv2d-built matrices; the tracer's own were built by dense_matrix.
-        for m, b in zip(mats, dense, strict=True):
-            diff = max(diff, float((m - b[1]).abs().max()))
-    return {
-        "tracer_cpu_seconds_median": float(np.median(cpus)),
-        "dense_blocks": len(dense),
-        "dense_matrix_cpu_seconds_median": float(np.median(new)),
-        "dense_by_conv_cpu_seconds_median": float(np.median(old)),
-        "max_abs_diff_dense_by_conv_vs_tracer": diff,
-        "repeats": repeats,
-    }
+    """Median CPU seconds of one tracer construction (once per image: each image has its own
+    reconstruction noise)."""
+    chain = loc.chain()
+    noises = chain.draw_noise((1, 1, size, size), 0)
+    cpus = [
+        timed(lambda: ReconstructionTracer(loc.model_, chain, noises))[2] for _ in range(repeats)
+    ]
+    return {"tracer_cpu_seconds_median": float(np.median(cpus)), "repeats": repeats}
 
 
 def walk(tester: SelectiveTest, x, r, pieces: int, batch: int = 4) -> dict:
     """Trace ``pieces`` consecutive pieces right of z_obs (as the search does, with the
     prefix cache): measured CPU ms per piece and mean piece width. For sizes where a full
     p-value does not fit the time budget; the width only gives a rough piece density."""
-    from diffad.selective.tracer import PrefixCache
+    from diffad.selective.prefix_cache import PrefixCache
 
     a, b, z_obs, region = tester.conditioning_line(x, r)
     tracer = tester._tracer((1, *x.shape))
@@ -173,7 +108,6 @@ def main() -> None:
     parser.add_argument("--train-batch-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--exhaustive", action="store_true")
-    parser.add_argument("--ablation", action="store_true")
     parser.add_argument("--setup", action="store_true", help="time the tracer set-up")
     parser.add_argument(
         "--model-size", type=int, default=None, help="train size of the model (default D)"
@@ -191,7 +125,7 @@ def main() -> None:
     modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
     if args.exhaustive:
         modes["exhaustive_zmax10"] = {"termination": "exhaustive", "z_max": 10.0}
-    base = SelectiveTest(loc, 1.0, device="cpu")
+    base = SelectiveTest(loc, 1.0, lam=LAM, device="cpu")
     pairs = null_pairs(base, args.size, args.images, args.seed)
     doc = {"size": args.size, "model_train_size": msize, "images": len(pairs), "modes": {}}
     if args.walk or not pairs:
@@ -200,7 +134,7 @@ def main() -> None:
         doc["walk"] = [walk(base, x, r, args.walk) for x, r in pairs]
         print(doc["walk"], flush=True)
     for name, kw in modes.items():
-        tester = SelectiveTest(loc, 1.0, device="cpu", batch_size=args.batch_size, **kw)
+        tester = SelectiveTest(loc, 1.0, lam=LAM, device="cpu", batch_size=args.batch_size, **kw)
         rows = []
         for x, r in pairs:
             res, wall, cpu = timed(lambda x=x, r=r, t=tester: t.test(x, r))
@@ -232,9 +166,6 @@ def main() -> None:
     if args.setup:
         doc["setup"] = setup_times(loc, args.size)
         print(doc["setup"], flush=True)
-    if args.ablation:
-        doc["ablation_ms_per_point"] = ablation(loc, *pairs[0], base)
-        print(doc["ablation_ms_per_point"], flush=True)
     doc["command"] = machine["command"]
     doc["machine"] = {**machine, "load_average_now": os.getloadavg()}
     write_json(args.out, doc, indent=1)
