@@ -34,6 +34,11 @@ class ConformalDetector(BaseEstimator):
         Share of the training rows held out for calibration, in (0, 1).
     random_state : int or None
         Seed of the train/calibration split.
+    prefit : bool
+        The detector is already fitted (on other data): ``fit(X)`` only scores ``X`` as the
+        calibration set, nothing is split or refitted. Like scikit-learn's
+        ``cv="prefit"``: the examples given to ``fit`` must not be those the detector was
+        fitted on.
 
     Attributes
     ----------
@@ -44,11 +49,16 @@ class ConformalDetector(BaseEstimator):
     """
 
     def __init__(
-        self, detector: Any, calibration_fraction: float = 0.5, random_state: int | None = None
+        self,
+        detector: Any,
+        calibration_fraction: float = 0.5,
+        random_state: int | None = None,
+        prefit: bool = False,
     ) -> None:
         self.detector = detector
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
+        self.prefit = prefit
 
     def fit(self, X: Any, y: None = None) -> ConformalDetector:
         """Fit the detector on one part of ``X`` and score the other (calibration) part.
@@ -69,11 +79,20 @@ class ConformalDetector(BaseEstimator):
             If ``calibration_fraction`` is not in (0, 1), ``X`` is not a finite numeric
             array, or either part would be empty.
         """
+        X = check_array(X, allow_nd=True, ensure_2d=False, dtype="numeric", ensure_min_samples=2)
+        if self.prefit:
+            if X.ndim < 2:
+                raise ValueError(f"X must have one example per row, got shape {X.shape}")
+            self.detector_ = self.detector
+            self.calibration_scores_ = check_scores(
+                self.detector_.decision_function(X), "calibration scores"
+            )
+            self.n_features_in_ = X.shape[1]
+            return self
         if not 0.0 < float(self.calibration_fraction) < 1.0:
             raise ValueError(
                 f"calibration_fraction must be in (0, 1), got {self.calibration_fraction}"
             )
-        X = check_array(X, allow_nd=True, ensure_2d=False, dtype="numeric", ensure_min_samples=2)
         if X.ndim < 2:
             raise ValueError(f"X must have one example per row (2-D or more), got shape {X.shape}")
         n_cal = int(round(self.calibration_fraction * len(X)))

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -25,7 +24,7 @@ from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image.batch import as_image_batch
+from diffad.image.localizer_base import ImageLocalizer
 from diffad.image.scores import anomaly_score
 
 _KIND = "DDPMLocalizer"
@@ -36,7 +35,7 @@ SAMPLE_SEED_STRIDE = 1_000_003
 
 
 @renamed_parameters(_RENAMED)
-class DDPMLocalizer(BaseEstimator):
+class DDPMLocalizer(ImageLocalizer):
     """Unsupervised anomaly localisation with a DDPM trained on normal images.
 
     Parameters
@@ -82,6 +81,14 @@ class DDPMLocalizer(BaseEstimator):
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     verbose : bool
         Show a progress bar with the loss and ETA during training and inference.
+    preprocessing : dict, optional
+        Fields of :class:`~diffad.image.preprocessing.ImagePreprocessing` (e.g.
+        ``{"intensity": "range"}``), fitted with the model and applied to every input;
+        ``None`` (default) uses images as given, in model layout (N, C, H, W) or (N, H, W).
+    score : {"ssim-ens", "l1", "ssim", "ssim-ens-mean"}
+        Map used by :meth:`decision_function` and :meth:`calibrate`.
+    image_score : {"max", "mean", "p99"}
+        How a map becomes one image score.
 
     Attributes
     ----------
@@ -121,6 +128,9 @@ class DDPMLocalizer(BaseEstimator):
         random_state: int = 0,
         device: str = "auto",
         verbose: bool = True,
+        preprocessing: dict | None = None,
+        score: str = "ssim-ens",
+        image_score: str = "max",
     ) -> None:
         self.unet = unet
         self.num_train_steps = num_train_steps
@@ -139,6 +149,9 @@ class DDPMLocalizer(BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.preprocessing = preprocessing
+        self.score = score
+        self.image_score = image_score
 
     @property
     def schedule_(self) -> NoiseSchedule:
@@ -224,23 +237,9 @@ class DDPMLocalizer(BaseEstimator):
             )
         return x
 
-    def fit(self, images: Any, y: Any = None) -> DDPMLocalizer:
-        """Train the ε-prediction network on normal images.
-
-        Parameters
-        ----------
-        images : array-like
-            Normal images, (N, H, W) or (N, C, H, W), float, typically in [0, 1].
-        y : ignored
-            Present for scikit-learn compatibility.
-
-        Returns
-        -------
-        DDPMLocalizer
-            The fitted estimator.
-        """
+    def _fit_model(self, data: np.ndarray) -> None:
+        """Train the ε-prediction network on prepared normal images (N, C, H, W)."""
         self._check_params()
-        data, _ = as_image_batch(images, "training images")
         if len(data) < 2:
             # BatchNorm needs more than one value per channel in training mode.
             raise ValueError(f"need at least 2 training images, got {len(data)}")
@@ -278,27 +277,11 @@ class DDPMLocalizer(BaseEstimator):
         self.train_seconds_ = log.seconds
         self.model_ = model
         self.noise_schedule_ = schedule
-        self.image_shape_ = tuple(int(v) for v in data.shape[1:])
         self.loss_history_ = log.losses
-        return self
 
     # ------------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ValueError("this DDPMLocalizer is not fitted yet: call fit() or load() first")
-
-    def _check_test_images(self, images: Any) -> tuple[np.ndarray, bool]:
-        self._check_fitted()
-        data, squeezed = as_image_batch(images)
-        c, h, w = self.image_shape_
-        if data.shape[1] != c:
-            raise ValueError(f"the model takes {c} channel(s), the images have {data.shape[1]}")
-        if tuple(data.shape[2:]) != (h, w):
-            raise ValueError(
-                f"images are {data.shape[2]}x{data.shape[3]} pixels but the model was trained "
-                f"on {h}x{w}"
-            )
-        return data, squeezed
+    def _reconstruct(self, data: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
+        return self._mean_reconstruction(data, self.chain(), seed, n_samples)
 
     def _reconstruct_batch(
         self, data: np.ndarray, chain: ReconstructionChain, seed: int
@@ -359,8 +342,9 @@ class DDPMLocalizer(BaseEstimator):
             )
         if deprecated:
             raise TypeError(f"reconstruct() got unexpected keyword(s) {sorted(deprecated)}")
-        data, squeezed = self._check_test_images(images)
+        data = self.prepare(images)
         rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
+        squeezed = self.preprocessing_ is None and np.ndim(images) == 3
         return rec[:, 0] if squeezed else rec
 
     def _mean_reconstruction(
@@ -379,7 +363,7 @@ class DDPMLocalizer(BaseEstimator):
     def anomaly_map(
         self,
         images: Any,
-        score: str = "ssim-ens",
+        score: str | None = None,
         seed: int = 0,
         t_start: int | None = None,
         ddim_steps: int | None = None,
@@ -392,9 +376,9 @@ class DDPMLocalizer(BaseEstimator):
         ----------
         images : array-like
             (N, H, W) or (N, C, H, W) with the training (C, H, W).
-        score : str
-            ``"l1"``, ``"ssim"``, ``"ssim-ens"`` or ``"ssim-ens-mean"``; see
-            :func:`diffad.image.scores.anomaly_score`.
+        score : str, optional
+            ``"l1"``, ``"ssim"``, ``"ssim-ens"`` or ``"ssim-ens-mean"`` (see
+            :func:`diffad.image.scores.anomaly_score`); default: the ``score`` parameter.
         seed : int
             Reconstruction seed (see :meth:`reconstruct`).
         t_start, ddim_steps : int, optional
@@ -413,23 +397,27 @@ class DDPMLocalizer(BaseEstimator):
             ddim_steps = renamed_keyword(
                 "anomaly_map", "n_steps", "ddim_steps", score_kwargs.pop("n_steps")
             )
-        data, _ = self._check_test_images(images)
+        data = self.prepare(images)
         rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
-        return anomaly_score(data, rec, score, **score_kwargs)
+        return anomaly_score(data, rec, score or self.score, **score_kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint folder (JSON config + safetensors weights, BatchNorm stats too)."""
+        """Write a checkpoint folder: JSON config (parameters, preprocessing, calibration
+        scalars) and safetensors (weights with BatchNorm statistics, calibration arrays)."""
         self._check_fitted()
         params = self.get_params(deep=False)
         params["unet"] = self.model_.config.to_dict()
+        face_config, face_tensors = self._face_state()
         config = {
             "params": params,
             "image_shape": list(self.image_shape_),
             "train_seconds": float(getattr(self, "train_seconds_", float("nan"))),
+            **face_config,
         }
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors["loss_history"] = np.asarray(self.loss_history_, dtype=np.float64)
+        tensors.update(face_tensors)
         return save_checkpoint(path, _KIND, config, tensors)
 
     @classmethod
@@ -474,4 +462,5 @@ class DDPMLocalizer(BaseEstimator):
         est.image_shape_ = image_shape
         est.loss_history_ = tensors["loss_history"].numpy() if "loss_history" in tensors else None
         est.train_seconds_ = float(config.get("train_seconds", float("nan")))
+        est._restore_face_state(config, tensors)
         return est

@@ -1,0 +1,266 @@
+"""What every image localiser shares: preprocessing, the detector face and calibration.
+
+A localiser reconstructs an image from a model of normal images and maps where the two
+differ. :class:`ImageLocalizer` gives every localiser the same interface on top of two
+methods a subclass writes, ``_fit_model(data)`` and ``_reconstruct(data, seed, n_samples)``:
+
+- ``fit(images)`` fits the stored :class:`~diffad.image.preprocessing.ImagePreprocessing`
+  (when ``preprocessing`` is set) and then the model;
+- ``prepare(images)`` applies that preprocessing — every other method calls it;
+- ``anomaly_map``, ``decision_function`` (one score per image: the ``image_score``
+  reduction of its map), ``predict`` (0/1 flag, PyOD convention) and ``predict_masks``;
+- ``calibrate(healthy_images)`` fixes, from healthy images the model was not trained on,
+  the image threshold (95th percentile of their scores), the pixel thresholds (95th and
+  99th percentiles of their map pixels), the noise model and the default λ of the region
+  test, and keeps half of them aside for the healthy calibration check.
+
+With ``decision_function`` a localiser is a detector: ``ConformalDetector`` wraps it
+unchanged and turns image scores into conformal p-values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+from torch.nn import functional as F
+
+from diffad.image import SCORES
+from diffad.image.batch import as_image_batch
+from diffad.image.preprocessing import ImagePreprocessing
+from diffad.image.scores import anomaly_score
+from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
+
+IMAGE_SCORES = ("max", "mean", "p99")
+PIXEL_LEVELS = (95, 99)
+
+
+class ImageLocalizer(BaseEstimator):
+    """Base class of the image localisers (see the module docstring).
+
+    Subclasses set the parameters ``preprocessing`` (dict of
+    :class:`~diffad.image.preprocessing.ImagePreprocessing` fields, or None: images are used
+    as given), ``score`` (map used by ``decision_function`` and ``calibrate``),
+    ``image_score`` (``"max"``, ``"mean"`` or ``"p99"`` of the map) and ``random_state``.
+
+    Attributes set by ``fit``: ``preprocessing_``, ``image_shape_``. By ``calibrate``:
+    ``calibration_scores_``, ``threshold_``, ``pixel_thresholds_``, ``reference_``,
+    ``reference_var_factor_``, ``noise_var_``, ``noise_kind_``, ``lam_``, ``check_images_``.
+    """
+
+    # ------------------------------------------------------------------ subclass API
+    def _fit_model(self, data: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _reconstruct(
+        self, data: np.ndarray, seed: int, n_samples: int
+    ) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, images: Any, y: Any = None) -> ImageLocalizer:
+        """Fit the preprocessing (when set) and the model on normal images.
+
+        Parameters
+        ----------
+        images : array-like or list of arrays
+            Normal images: (N, H, W) or (N, C, H, W) arrays, or a list of (H, W) / (H, W, 3)
+            pictures when ``preprocessing`` is set.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_face_params()
+        if self.preprocessing is None:
+            self.preprocessing_ = None
+            data, _ = as_image_batch(images, "training images")
+        else:
+            self.preprocessing_ = ImagePreprocessing(**dict(self.preprocessing)).fit(images)
+            data = self.preprocessing_.transform(images)
+        self._fit_model(data)
+        self.image_shape_ = tuple(int(v) for v in data.shape[1:])
+        return self
+
+    def _check_face_params(self) -> None:
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {self.score!r}")
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
+        if self.preprocessing is not None and not isinstance(self.preprocessing, dict):
+            raise ValueError("preprocessing must be a dict of ImagePreprocessing fields or None")
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "image_shape_")
+
+    def prepare(self, images: Any) -> np.ndarray:
+        """Images in model layout and scale (N, C, H, W), float32, by the stored preprocessing.
+
+        Raises
+        ------
+        ValueError
+            Empty input, NaN/inf, or images whose channels or size do not match the model.
+        """
+        self._check_fitted()
+        if getattr(self, "preprocessing_", None) is not None:
+            return self.preprocessing_.transform(images)
+        data, _ = as_image_batch(images)
+        c, h, w = self.image_shape_
+        if data.shape[1] != c:
+            raise ValueError(f"the model takes {c} channel(s), the images have {data.shape[1]}")
+        if tuple(data.shape[2:]) != (h, w):
+            raise ValueError(
+                f"images are {data.shape[2]}x{data.shape[3]} pixels but the model was trained "
+                f"on {h}x{w}"
+            )
+        return data
+
+    # ------------------------------------------------------------------ detector face
+    def _maps(self, data: np.ndarray, seed: int = 0, n_samples: int = 1) -> np.ndarray:
+        rec = self._reconstruct(data, seed, n_samples)
+        return anomaly_score(data, rec, self.score)
+
+    def _reduce(self, maps: np.ndarray) -> np.ndarray:
+        flat = maps.reshape(len(maps), -1).astype(np.float64)
+        if self.image_score == "max":
+            return flat.max(axis=1)
+        if self.image_score == "mean":
+            return flat.mean(axis=1)
+        return np.percentile(flat, 99, axis=1)
+
+    def decision_function(self, images: Any, seed: int = 0, n_samples: int = 1) -> np.ndarray:
+        """One anomaly score per image: the ``image_score`` reduction (max, mean or 99th
+        percentile over pixels) of its ``score`` map. Higher = more anomalous.
+
+        Returns
+        -------
+        numpy.ndarray of shape (N,)
+        """
+        return self._reduce(self._maps(self.prepare(images), seed, n_samples))
+
+    def score_and_map(
+        self, images: Any, seed: int = 0, n_samples: int = 1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Prepared images, reconstructions, ``score`` maps and image scores in one pass."""
+        data = self.prepare(images)
+        rec = self._reconstruct(data, seed, n_samples)
+        maps = anomaly_score(data, rec, self.score)
+        return data, rec, maps, self._reduce(maps)
+
+    def predict(self, images: Any, seed: int = 0) -> np.ndarray:
+        """1 for images whose score exceeds ``threshold_`` (set by ``calibrate``), else 0."""
+        self._check_calibrated()
+        return (self.decision_function(images, seed) > self.threshold_).astype(int)
+
+    def predict_masks(self, images: Any, level: int = 99, seed: int = 0) -> np.ndarray:
+        """Binary masks (N, H, W): pixels above the healthy ``level``-th percentile (95/99)."""
+        self._check_calibrated()
+        if level not in self.pixel_thresholds_:
+            raise ValueError(f"level must be one of {sorted(self.pixel_thresholds_)}, got {level}")
+        return self._maps(self.prepare(images), seed) > self.pixel_thresholds_[level]
+
+    # ------------------------------------------------------------------ calibration
+    def _check_calibrated(self) -> None:
+        check_is_fitted(self, "threshold_")
+
+    def calibrate(
+        self,
+        healthy_images: Any,
+        check_fraction: float = 0.5,
+        noise_kind: str = "auto",
+        lam_percentile: float = 99.0,
+        seed: int = 0,
+    ) -> ImageLocalizer:
+        """Thresholds, noise model and default λ from healthy images not used in training.
+
+        Parameters
+        ----------
+        healthy_images : array-like
+            Healthy images (at least 4), prepared like every other input.
+        check_fraction : float
+            Share kept aside (``check_images_``) for the healthy calibration check of the
+            region test; the rest estimates the reference, the noise covariance and λ.
+        noise_kind : {"auto", "scalar", "pixel", "full"}
+            Form of the noise covariance (:func:`diffad.selective.noise.estimate_noise_model`).
+        lam_percentile : float
+            λ = this percentile of |K ∗ (D(X) − X)| over the estimation images' pixels, so
+            that about 1 % of a healthy image's pixels are selected.
+        seed : int
+            Reconstruction seed.
+
+        Returns
+        -------
+        self
+        """
+        data = self.prepare(healthy_images)
+        if len(data) < 4:
+            raise ValueError(f"need at least 4 healthy calibration images, got {len(data)}")
+        if not 0 < check_fraction < 1:
+            raise ValueError(f"check_fraction must be in (0, 1), got {check_fraction}")
+        if noise_kind not in NOISE_KINDS:
+            raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
+        if not 50 <= lam_percentile < 100:
+            raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
+        rec = self._reconstruct(data, seed, 1)
+        maps = anomaly_score(data, rec, self.score)
+        self.calibration_scores_ = self._reduce(maps)
+        self.threshold_ = float(np.percentile(self.calibration_scores_, 95))
+        self.pixel_thresholds_ = {lvl: float(np.percentile(maps, lvl)) for lvl in PIXEL_LEVELS}
+        perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
+        n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
+        check, est = np.sort(perm[:n_check]), np.sort(perm[n_check:])
+        model = estimate_noise_model(data[est], noise_kind)
+        self.reference_ = model.reference.astype(np.float64)
+        self.reference_var_factor_ = model.reference_var_factor
+        self.noise_var_ = model.noise_var
+        self.noise_kind_ = model.kind
+        filtered = F.avg_pool2d(
+            torch.from_numpy(np.asarray(rec[est] - data[est], dtype=np.float64)),
+            3, stride=1, padding=1, count_include_pad=True,
+        )  # fmt: skip
+        self.lam_ = float(np.percentile(filtered.abs().numpy(), lam_percentile))
+        self.check_images_ = data[check]
+        return self
+
+    # ------------------------------------------------------------------ persistence helpers
+    def _face_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Config entries and arrays of the preprocessing and the calibration, for save()."""
+        config: dict[str, Any] = {
+            "preprocessing": None
+            if getattr(self, "preprocessing_", None) is None
+            else self.preprocessing_.to_dict()
+        }
+        tensors: dict[str, np.ndarray] = {}
+        if hasattr(self, "threshold_"):
+            config["calibration"] = {
+                "threshold": self.threshold_,
+                "pixel_thresholds": {str(k): v for k, v in self.pixel_thresholds_.items()},
+                "reference_var_factor": self.reference_var_factor_,
+                "noise_kind": self.noise_kind_,
+                "lam": self.lam_,
+            }
+            tensors["calibration.scores"] = np.asarray(self.calibration_scores_)
+            tensors["calibration.reference"] = np.asarray(self.reference_)
+            tensors["calibration.noise_var"] = np.asarray(self.noise_var_, dtype=np.float64)
+            tensors["calibration.check_images"] = np.asarray(self.check_images_)
+        return config, tensors
+
+    def _restore_face_state(self, config: dict[str, Any], tensors: dict[str, Any]) -> None:
+        self.preprocessing_ = ImagePreprocessing.from_dict(config.get("preprocessing"))
+        cal = config.get("calibration")
+        if cal is None:
+            return
+        self.threshold_ = float(cal["threshold"])
+        self.pixel_thresholds_ = {int(k): float(v) for k, v in cal["pixel_thresholds"].items()}
+        self.reference_var_factor_ = float(cal["reference_var_factor"])
+        self.noise_kind_ = str(cal["noise_kind"])
+        self.lam_ = float(cal["lam"])
+        self.calibration_scores_ = tensors["calibration.scores"].numpy()
+        self.reference_ = tensors["calibration.reference"].numpy()
+        noise_var = tensors["calibration.noise_var"].numpy()
+        self.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
+        self.check_images_ = tensors["calibration.check_images"].numpy()
