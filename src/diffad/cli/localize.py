@@ -1,107 +1,123 @@
-"""``diffad localize``: anomaly maps (.npy) and overlay pictures (.png) for test images."""
+"""``diffad localize``: anomaly maps, image scores, conformal p-values and a report."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from diffad.image import SCORES
+from diffad.cli._images import add_input_args, add_runtime_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``localize``."""
     p = subparsers.add_parser(
         "localize",
-        help="anomaly maps for test images with a trained DDPM",
+        help="anomaly maps, image scores and per-image p-values with a trained model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
-            "Reconstruct test images with a model from `diffad train-image` and write anomaly "
-            "maps: maps.npy (N, H, W), names.txt, scores.json (per-image max and mean) and one "
-            "overlay PNG per image (up to --max-png)."
+            "Reconstruct images with a model from `diffad train-image` (its stored "
+            "preprocessing applied), map where they differ and score each image. A calibrated "
+            "model also gives each image a conformal p-value against its healthy calibration "
+            "scores, Benjamini-Hochberg selection at --q and a pixel mask (pixels above the "
+            "healthy 99th percentile). Writes OUT/report.json, OUT/arrays.npz (images, "
+            "reconstructions, maps, masks), OUT/report.html and, with --overlays, one PNG per "
+            "image in OUT/overlays/."
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint folder from train-image")
-    p.add_argument("--images", required=True, help="folder, file or named source")
-    p.add_argument("--score", choices=SCORES, default="ssim-ens")
-    p.add_argument("--sigma", type=float, default=None, help="SSIM window σ (score ssim)")
+    add_input_args(p)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--q", type=float, default=0.1, help="Benjamini-Hochberg FDR level")
+    p.add_argument("--alpha", type=float, default=0.05, help="level shown in the report")
+    p.add_argument("--n-samples", type=int, default=1, help="reconstructions averaged per image")
     p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
-    p.add_argument("--t-start", type=int, default=None, help="override the model's noise level")
     p.add_argument(
-        "--ddim-steps", "--n-steps", type=int, default=None, help="override the DDIM calls"
+        "--resize", action="store_true", help="resize images of another size to the model's"
     )
     p.add_argument(
         "--postprocess",
         action="store_true",
-        help="mask to the foreground (pixels > 0, eroded by --erosion) and median-filter (5)",
+        help="mask maps to the foreground (pixels > 0, eroded by --erosion) and median-filter",
     )
     p.add_argument("--erosion", type=int, default=1)
-    p.add_argument("--limit", type=int, default=None, help="at most this many images")
-    p.add_argument("--max-png", type=int, default=64, help="overlay pictures to write")
-    p.add_argument("--device", default=None, help="override the stored device")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overlays", action="store_true", help="also write one PNG per image")
+    add_runtime_args(p, device_default=None)
     p.set_defaults(func=run)
 
 
-def save_overlay(path: Path, image, amap, title: str) -> None:
-    """Grey image with the anomaly map as a semi-transparent heat map, plus the map alone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=1)
-    axes[0].imshow(amap, cmap="inferno", alpha=0.5)
-    axes[1].imshow(amap, cmap="inferno")
-    for ax in axes:
-        ax.set_axis_off()
-    fig.suptitle(title, fontsize=8)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Load model and images, compute maps, write the outputs."""
-    import numpy as np
-
-    from diffad.data.images import load_image_set
-    from diffad.image.ddpm_localizer import DDPMLocalizer
+    """Load model and images, compute maps and scores, write the run folder and report."""
+    from diffad.cli._images import (
+        image_entries,
+        load_localizer,
+        model_summary,
+        read_images,
+        set_threads,
+    )
     from diffad.image.postprocess import foreground_mask, postprocess
+    from diffad.report.run_folder import save_run
 
-    loc = DDPMLocalizer.load(args.model, device=args.device)
-    loc.set_params(verbose=not args.quiet)
-    c, h, w = loc.image_shape_
-    if h != w:
-        raise ValueError(f"the model takes {h}x{w} images; loaders produce square images")
-    data = load_image_set(args.images, h, limit=args.limit, seed=0)
-    kwargs = {"sigma": args.sigma} if args.sigma is not None and args.score == "ssim" else {}
-    maps = loc.anomaly_map(
-        data.images,
-        score=args.score,
-        seed=args.seed,
-        t_start=args.t_start,
-        ddim_steps=args.ddim_steps,
-        **kwargs,
-    )
+    check_levels(args.q, args.alpha)
+    set_threads(args.threads)
+    loc = load_localizer(args.model, args.device, args.quiet, args.resize)
+    raw = read_images(args, args.images, loc.image_shape_[1])
+    data, rec, maps, scores = loc.score_and_map(raw.images, args.seed, args.n_samples)
     if args.postprocess:
-        mask = data.masks if data.masks is not None else foreground_mask(data.images)
-        maps = postprocess(maps, mask, erosion=args.erosion)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "maps.npy", maps.astype(np.float32))
-    names = data.names or [f"image{i}" for i in range(len(maps))]
-    (out / "names.txt").write_text("\n".join(names) + "\n")
-    per_image = [
-        {"name": n, "max": float(m.max()), "mean": float(m.mean())}
-        for n, m in zip(names, maps, strict=True)
-    ]
-    (out / "scores.json").write_text(
-        json.dumps({"score": args.score, "images": per_image}, indent=1)
-    )
-    n_png = min(len(maps), max(args.max_png, 0))
-    for i in range(n_png):
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in names[i])
-        save_overlay(out / f"{i:04d}_{safe}.png", data.images[i].mean(axis=0), maps[i], names[i])
-    print(f"wrote {len(maps)} {args.score} maps ({n_png} overlays) to {out}")
+        fg = raw.masks if raw.masks is not None else foreground_mask(data)
+        maps = postprocess(maps, fg, erosion=args.erosion)
+        scores = loc.reduce_maps(maps)
+    masks = maps > loc.pixel_thresholds_[99] if hasattr(loc, "pixel_thresholds_") else None
+    report = {
+        "kind": "localize",
+        "title": f"diffad localize: {args.images}",
+        **run_context("localize"),
+        "model": model_summary(loc, args.model),
+        "alpha": args.alpha,
+        "q": args.q if hasattr(loc, "threshold_") else None,
+        "synthetic_lesions": False,
+        "images": image_entries(loc, raw.names, scores, masks, args.q),
+        "calibration": None,
+        "null_p_values": {},
+    }
+    arrays = {"images": data, "reconstructions": rec, "maps": maps}
+    if masks is not None:
+        arrays["masks"] = masks
+    out = save_run(args.out, report, arrays)
+    html = finish_report(out, args.overlays)
+    n_sel = sum(bool(e["bh_selected"]) for e in report["images"])
+    what = f"; {n_sel} selected by BH at q = {args.q:g}" if report["q"] is not None else ""
+    print(f"{len(raw)} images scored ({loc.image_score} of the {loc.score} map){what}")
+    print(f"report: {html}")
     return 0
+
+
+def check_levels(q: float, alpha: float) -> None:
+    """``--q`` and ``--alpha`` must be probabilities strictly between 0 and 1."""
+    for name, value in (("--q", q), ("--alpha", alpha)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+def run_context(kind: str) -> dict:
+    """The command line, machine and time of this run, for its report."""
+    import datetime
+    import sys
+
+    from diffad.bench.machine import machine_info
+
+    return {
+        "command": "diffad " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("diffad") else kind,
+        "machine": machine_info(),
+        "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def finish_report(out: Path, overlays: bool) -> Path:
+    """Render OUT/report.html (and the per-image overlay PNGs when asked)."""
+    from diffad.report.render import render_report
+
+    if overlays:
+        from diffad.report.render import write_overlays
+
+        write_overlays(out)
+    return render_report(out)

@@ -1,67 +1,73 @@
-"""``diffad test``: selective p-value (DAL-Test) for the region a trained localizer flags."""
+"""``diffad test``: selective p-values (DAL-Test) for the regions a trained model flags."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from diffad.cli._images import add_input_args, add_runtime_args
 from diffad.selective import METHODS, TERMINATIONS
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as float64: ``.npy`` as stored, ``.png``/``.jpg`` grey-scale in [0, 1]."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False).astype(np.float64)
-    if suffix in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
-        try:
-            from PIL import Image
-        except ImportError as err:  # pragma: no cover - pillow is in the [image] extra
-            raise ValueError(
-                "reading PNG/JPEG images needs pillow: pip install diffad[image]"
-            ) from err
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("L"), dtype=np.float64)
-        return arr / 255.0
-    raise ValueError(f"unsupported image format {suffix!r} (use .npy or .png)")
-
-
-def parse_noise_var(value: str) -> float | np.ndarray:
-    """A number (scalar variance) or a ``.npy`` file (per-pixel variances or a matrix)."""
+def parse_noise_var(value: str | None) -> float | np.ndarray | None:
+    """A positive number (scalar variance), a ``.npy`` file (per-pixel variances or a
+    matrix), or None (the model's estimate)."""
+    if value is None:
+        return None
     try:
-        return float(value)
+        var: Any = float(value)
     except ValueError:
-        pass
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"--noise-var must be a number or a .npy file, got {value!r}")
-    return np.load(path, allow_pickle=False).astype(np.float64)
+        path = Path(value)
+        if not path.is_file():
+            raise ValueError(
+                f"--noise-var must be a number or a .npy file, got {value!r}"
+            ) from None
+        try:
+            var = np.load(path, allow_pickle=False).astype(np.float64)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read --noise-var file {path}: {err}") from err
+    if not np.all(np.isfinite(var)) or np.any(np.asarray(var) < 0) or np.size(var) == 0:
+        raise ValueError("--noise-var must be finite and non-negative")
+    if np.ndim(var) == 0 and var <= 0:
+        raise ValueError(f"--noise-var must be positive, got {value}")
+    return var
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``diffad test``."""
     p = subparsers.add_parser(
         "test",
-        help="selective p-value for the region a diffusion model flags (DAL-Test)",
-        description=__doc__,
+        help="selective p-values for the regions a diffusion model flags (DAL-Test)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "For each image: select the region where the model's reconstruction differs "
+            "(|K * (D(X) - X)| > λ), then test whether its mean differs from the reference's "
+            "with a p-value that accounts for the selection (exact, by tracing the network). "
+            "Defaults come from a calibrated model: λ, the noise covariance and the reference "
+            "(the mean of its healthy calibration images). Every run also reports the healthy "
+            "calibration check: the share of held-out healthy images rejected at --alpha. "
+            "Writes OUT/report.json, OUT/arrays.npz and OUT/report.html."
+        ),
     )
-    p.add_argument("--model", required=True, help="DDPMLocalizer checkpoint folder")
-    p.add_argument("--image", required=True, help="test image (.npy or .png)")
-    p.add_argument("--reference", required=True, help="reference normal image, same size")
+    p.add_argument("--model", required=True, help="checkpoint folder from train-image")
+    add_input_args(p)
+    ref = p.add_mutually_exclusive_group()
+    ref.add_argument("--reference", default=None, help="one healthy reference image file")
+    ref.add_argument(
+        "--references", default=None, help="healthy images whose mean is the reference"
+    )
     p.add_argument(
         "--noise-var",
         "--sigma",
-        required=True,
-        help="noise covariance: a scalar variance, or a .npy of per-pixel variances / matrix",
+        default=None,
+        help="noise covariance: a scalar variance or a .npy of per-pixel variances / matrix "
+        "(default: the model's estimate from healthy images)",
     )
+    p.add_argument("--lam", type=float, default=None, help="threshold λ (default: the model's)")
     p.add_argument("--method", default="parametric", choices=METHODS)
-    p.add_argument("--lam", type=float, default=0.8, help="threshold λ (default 0.8)")
     p.add_argument("--filter-size", type=int, default=3)
     p.add_argument("--t-start", type=int, default=None, help="default: the model's")
     p.add_argument("--ddim-steps", "--n-steps", type=int, default=None, help="default: the model's")
@@ -70,30 +76,89 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--termination",
         default="precision",
         choices=TERMINATIONS,
-        help="precision: stop when p is bracketed to --precision (default); exhaustive: "
-        "search the whole [-z_max, z_max]; decision: stop once p <= alpha is certain",
+        help="precision: p bracketed to --precision; exhaustive: the whole [-z_max, z_max]; "
+        "decision: stop once p < alpha or p >= alpha is certain (prints the bracket, not a p)",
     )
     p.add_argument("--precision", type=float, default=1e-3)
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--z-max", type=float, default=10.0)
     p.add_argument("--permutations", type=int, default=1000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="write the result as JSON here")
+    p.add_argument(
+        "--check",
+        type=int,
+        default=None,
+        help="healthy images of the calibration check (default: all the model kept; 0: skip)",
+    )
+    p.add_argument("--resize", action="store_true", help="resize images to the model's size")
+    p.add_argument("--out", default=None, help="output folder (report.json, arrays, html)")
+    add_runtime_args(p)
     p.set_defaults(func=run)
+
+
+def _reference(args: argparse.Namespace, loc: Any) -> tuple[np.ndarray | None, float | None]:
+    """The reference image and its variance factor f (None, None: the model's default)."""
+    from diffad.cli._images import read_images
+
+    spec = args.reference or args.references
+    if spec is None:
+        if not hasattr(loc, "reference_"):
+            raise ValueError(
+                "this model is not calibrated: give --reference or --references "
+                "(or retrain with calibration)"
+            )
+        return None, None
+    refs = loc.prepare(read_images(args, spec, loc.image_shape_[1]).images).astype(np.float64)
+    if args.reference is not None and len(refs) != 1:
+        raise ValueError(f"--reference must be one image, {spec} holds {len(refs)}")
+    return refs.mean(axis=0), 1.0 / len(refs)
+
+
+def decision(result: Any, alpha: float) -> str:
+    """``"reject"``, ``"no evidence"`` or ``"no region"`` at level alpha."""
+    if not result.selected:
+        return "no region"
+    lo, hi = result.p_value_bounds or (result.p_value, result.p_value)
+    if hi < alpha:
+        return "reject"
+    if lo >= alpha:
+        return "no evidence"
+    return "undecided"
+
+
+def describe(result: Any, termination: str, alpha: float) -> str:
+    """One line per image for the terminal."""
+    if not result.selected:
+        return "no region selected"
+    naive = f"naive p {result.naive_p_value:.3g}"
+    if termination == "decision" and result.p_value_bounds is not None:
+        lo, hi = result.p_value_bounds
+        return (
+            f"{result.region_size} px, p in [{lo:.3g}, {hi:.3g}]: {decision(result, alpha)} "
+            f"at alpha = {alpha:g} ({naive})"
+        )
+    return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
 
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
-    from diffad.image.ddpm_localizer import DDPMLocalizer
+    from tqdm.auto import tqdm
+
+    from diffad.cli._images import load_localizer, read_images, set_threads
     from diffad.selective.selective_test import SelectiveTest
 
-    loc = DDPMLocalizer.load(args.model, device=args.device)
-    image, reference = read_image(args.image), read_image(args.reference)
+    if not 0 < args.alpha < 1:
+        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    set_threads(args.threads)
+    loc = load_localizer(args.model, args.device, args.quiet, args.resize)
+    raw = read_images(args, args.images, loc.image_shape_[1])
+    data, rec, maps, scores = loc.score_and_map(raw.images, args.seed)
+    reference, factor = _reference(args, loc)
     tester = SelectiveTest(
         loc,
         parse_noise_var(args.noise_var),
         lam=args.lam,
         filter_size=args.filter_size,
+        reference_var_factor=factor,
         t_start=args.t_start,
         ddim_steps=args.ddim_steps,
         seed=args.seed,
@@ -104,24 +169,92 @@ def run(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         device=args.device,
     )
-    res = tester.test(image, reference, method=args.method)
-    if not res.selected:
-        print(f"region size: 0 ({res.message}); no test performed")
-    else:
-        print(f"region size: {res.region_size} pixels")
-        print(f"statistic T = mean_M(X) - mean_M(X'): {res.statistic:.6g} (z = {res.z:.4f})")
-        print(f"{args.method} p-value: {res.p_value:.6g}")
-        print(f"naive p-value: {res.naive_p_value:.6g}")
-        if res.method in ("parametric", "oc"):
-            print(f"truncation intervals: {len(res.intervals)}; pieces traced: {res.n_pieces}")
-        print(f"seconds: {res.seconds:.2f}")
+    results = []
+    for name, x in tqdm(
+        list(zip(raw.names, data, strict=True)), desc="p-values", disable=args.quiet
+    ):
+        res = tester.test(x, reference, method=args.method)
+        results.append(res)
+        tqdm.write(f"{name}: {describe(res, args.termination, args.alpha)}")
+    check, check_p = healthy_check(tester, loc, args)
+    if check is not None:
+        print(check.message())
     if args.out:
-        out = res.to_dict()
-        opts = {k: v for k, v in vars(args).items() if k not in ("func", "command", "out")}
-        out["command"] = "diffad test " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in opts.items() if v is not None
-        )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
-        print(f"wrote {args.out}")
+        arrays = {"images": data, "reconstructions": rec, "maps": maps}
+        html = write_run(args, loc, raw.names, arrays, scores, results, (check, check_p))
+        print(f"report: {html}")
     return 0
+
+
+def healthy_check(tester: Any, loc: Any, args: argparse.Namespace) -> tuple[Any, list]:
+    """The healthy calibration check on the model's held-out healthy images and their
+    p-values ((None, []) when skipped: no kept images, --check 0, a user reference)."""
+    import copy
+
+    from tqdm.auto import tqdm
+
+    from diffad.selective.noise import healthy_rejection_rate
+
+    images = getattr(loc, "check_images_", None)
+    n = len(images) if images is not None else 0
+    n = n if args.check is None else min(max(args.check, 0), n)
+    if n == 0 or args.reference or args.references or args.method != "parametric":
+        return None, []
+    # Only decisions at alpha are needed here, so the search stops as soon as one is certain.
+    checker = copy.copy(tester)
+    checker.termination = "decision"
+    p_values = []
+    for x in tqdm(images[:n], desc="healthy calibration check", disable=args.quiet):
+        r = checker.test(x.astype(np.float64))
+        p_values.append(r.p_value if r.selected else None)
+    return healthy_rejection_rate(p_values, args.alpha), p_values
+
+
+def write_run(
+    args: argparse.Namespace,
+    loc: Any,
+    names: list[str],
+    arrays: dict[str, np.ndarray],
+    scores: np.ndarray,
+    results: list,
+    checked: tuple[Any, list],
+) -> Path:
+    """The run folder (report.json, arrays.npz) and its report.html."""
+    from diffad.cli._images import image_entries, model_summary
+    from diffad.cli.localize import finish_report, run_context
+    from diffad.report.run_folder import save_run
+
+    check, check_p = checked
+    maps = arrays["maps"]
+    masks = maps > loc.pixel_thresholds_[99] if hasattr(loc, "pixel_thresholds_") else None
+    entries = image_entries(loc, names, scores, masks, q=None)
+    for entry, res in zip(entries, results, strict=True):
+        entry.update(
+            region_pixels=res.region_size,
+            p_selective=res.p_value,
+            p_selective_bounds=None if res.p_value_bounds is None else list(res.p_value_bounds),
+            p_naive=res.naive_p_value,
+            rejected=decision(res, args.alpha) == "reject" if res.selected else False,
+            test_message=res.message or None,
+        )
+    calibration = None
+    if check is not None:
+        calibration = {**check.to_dict(), "message": check.message(), "p_values": check_p}
+    report = {
+        "kind": "test",
+        "title": f"diffad test: {args.images}",
+        **run_context("test"),
+        "model": model_summary(loc, args.model),
+        "alpha": args.alpha,
+        "q": None,
+        "synthetic_lesions": False,
+        "images": entries,
+        "calibration": calibration,
+        "null_p_values": {"healthy check (selective)": [p for p in check_p if p is not None]},
+    }
+    shape = arrays["images"].shape[1:]
+    arrays["regions"] = np.stack([r.region.reshape(shape).any(axis=0) for r in results])
+    if masks is not None:
+        arrays["masks"] = masks
+    out = save_run(args.out, report, arrays)
+    return finish_report(out, overlays=False)

@@ -6,11 +6,13 @@ from diffad._lazy import lazy_exports
 
 #: Anomaly map names accepted by :func:`diffad.image.scores.anomaly_score`.
 SCORES: tuple[str, ...] = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
+#: How a localiser turns a map into one image score (max, mean or 99th percentile).
+IMAGE_SCORES: tuple[str, ...] = ("max", "mean", "p99")
 
 _EXPORTS = {
     "DDPMLocalizer": "diffad.image.ddpm_localizer",
     "anomaly_score": "diffad.image.scores",
     "ssim_ens_score": "diffad.image.ssim_ens",
 }
-__all__ = [*_EXPORTS, "SCORES"]
+__all__ = [*_EXPORTS, "SCORES", "IMAGE_SCORES"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

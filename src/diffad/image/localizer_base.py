@@ -28,13 +28,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
 
-from diffad.image import SCORES
+from diffad.image import IMAGE_SCORES, SCORES
 from diffad.image.batch import as_image_batch
 from diffad.image.preprocessing import ImagePreprocessing
 from diffad.image.scores import anomaly_score
 from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
 
-IMAGE_SCORES = ("max", "mean", "p99")
 PIXEL_LEVELS = (95, 99)
 
 
@@ -124,7 +123,8 @@ class ImageLocalizer(BaseEstimator):
         rec = self._reconstruct(data, seed, n_samples)
         return anomaly_score(data, rec, self.score)
 
-    def _reduce(self, maps: np.ndarray) -> np.ndarray:
+    def reduce_maps(self, maps: np.ndarray) -> np.ndarray:
+        """Image scores (N,) from maps (N, H, W) by the ``image_score`` reduction."""
         flat = maps.reshape(len(maps), -1).astype(np.float64)
         if self.image_score == "max":
             return flat.max(axis=1)
@@ -140,7 +140,7 @@ class ImageLocalizer(BaseEstimator):
         -------
         numpy.ndarray of shape (N,)
         """
-        return self._reduce(self._maps(self.prepare(images), seed, n_samples))
+        return self.reduce_maps(self._maps(self.prepare(images), seed, n_samples))
 
     def score_and_map(
         self, images: Any, seed: int = 0, n_samples: int = 1
@@ -149,7 +149,7 @@ class ImageLocalizer(BaseEstimator):
         data = self.prepare(images)
         rec = self._reconstruct(data, seed, n_samples)
         maps = anomaly_score(data, rec, self.score)
-        return data, rec, maps, self._reduce(maps)
+        return data, rec, maps, self.reduce_maps(maps)
 
     def predict(self, images: Any, seed: int = 0) -> np.ndarray:
         """1 for images whose score exceeds ``threshold_`` (set by ``calibrate``), else 0."""
@@ -207,7 +207,7 @@ class ImageLocalizer(BaseEstimator):
             raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
         rec = self._reconstruct(data, seed, 1)
         maps = anomaly_score(data, rec, self.score)
-        self.calibration_scores_ = self._reduce(maps)
+        self.calibration_scores_ = self.reduce_maps(maps)
         self.threshold_ = float(np.percentile(self.calibration_scores_, 95))
         self.pixel_thresholds_ = {lvl: float(np.percentile(maps, lvl)) for lvl in PIXEL_LEVELS}
         perm = np.random.default_rng(int(self.random_state)).permutation(len(data))

@@ -7,8 +7,9 @@ checkpoint. It fixes:
 
 - **channels**: 1 (grey) or 3 (RGB), taken from the training images. An RGB model keeps its
   three channels; an image with the other number of channels is an error.
-- **size**: (H, W) of the training images. An image of another size is an error unless
-  ``resize=True``, which pads it to a square with zeros and resizes it bilinearly.
+- **size**: (H, W) of the model. Training images of another size fix ``source_size``: images
+  of that size are padded to a square and resized like the training images were. An image of
+  any other size is an error unless ``resize=True``, which resizes every image.
 - **intensity**: ``"range"`` maps the 1st/99th percentiles of all training pixels (one pair
   for the whole set, fitted once) to 0/1 and clips, so every image gets the same mapping;
   ``"per-image"`` stretches each image's own 1st/99th percentiles to 0/1 (for sets whose
@@ -104,6 +105,8 @@ class ImagePreprocessing:
         1 or 3; fitted from the training images when None.
     low, high : float, optional
         The fitted range of ``"range"``.
+    source_size : tuple of int, optional
+        (H, W) of the training images when they were resized to ``size``; fitted.
     """
 
     intensity: str = "range"
@@ -112,12 +115,15 @@ class ImagePreprocessing:
     channels: int | None = None
     low: float | None = None
     high: float | None = None
+    source_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITIES:
             raise ValueError(f"intensity must be one of {INTENSITIES}, got {self.intensity!r}")
         if self.size is not None:
             self.size = (int(self.size[0]), int(self.size[1]))
+        if self.source_size is not None:
+            self.source_size = (int(self.source_size[0]), int(self.source_size[1]))
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Any) -> ImagePreprocessing:
@@ -129,8 +135,16 @@ class ImagePreprocessing:
         if len(kinds) > 1:
             raise ValueError("the training images mix grey and colour pictures")
         self.channels = self.channels or kinds.pop()
+        sizes = sorted({tuple(int(v) for v in i.shape[:2]) for i in imgs})
         if self.size is None:
-            self.size = tuple(int(v) for v in imgs[0].shape[:2])
+            self.size = sizes[0]
+        if len(sizes) > 1 and not self.resize:
+            raise ValueError(
+                f"the training images have {len(sizes)} different sizes ({sizes[0]}, "
+                f"{sizes[1]}, ...); resize them first or ask for resizing (--resize)"
+            )
+        if sizes != [self.size] and not self.resize:
+            self.source_size = sizes[0]
         if self.intensity == "range":
             pixels = np.concatenate([np.ravel(i) for i in imgs])
             self._check_finite(pixels)
@@ -164,11 +178,16 @@ class ImagePreprocessing:
     def _fit_size(self, chw: np.ndarray, k: int) -> np.ndarray:
         if tuple(chw.shape[1:]) == self.size:
             return chw
-        if not self.resize:
+        if not self.resize and tuple(chw.shape[1:]) != self.source_size:
             h, w = chw.shape[1:]
+            trained = (
+                f" (trained on {self.source_size[0]}x{self.source_size[1]} resized)"
+                if self.source_size
+                else ""
+            )
             raise ValueError(
-                f"image {k} is {h}x{w} pixels but the model takes {self.size[0]}x{self.size[1]};"
-                " resize it first or ask for resizing (--resize / resize=True)"
+                f"image {k} is {h}x{w} pixels but the model takes {self.size[0]}x{self.size[1]}"
+                f"{trained}; resize it first or ask for resizing (--resize / resize=True)"
             )
         from diffad.data.image_ops import pad_to_square, resize_stack
 
@@ -205,6 +224,7 @@ class ImagePreprocessing:
             "channels": self.channels,
             "low": self.low,
             "high": self.high,
+            "source_size": None if self.source_size is None else list(self.source_size),
         }
 
     @classmethod
@@ -220,6 +240,7 @@ class ImagePreprocessing:
             channels=d.get("channels"),
             low=d.get("low"),
             high=d.get("high"),
+            source_size=None if d.get("source_size") is None else tuple(d["source_size"]),
         )
 
 
@@ -232,7 +253,12 @@ def describe(p: ImagePreprocessing | None, shape: Sequence[int]) -> str:
         "per-image": "each image's 1st-99th percentile → [0, 1]",
         "none": "already in [0, 1]",
     }
+    if p.resize:
+        sizing = " (other sizes resized)"
+    elif p.source_size:
+        sizing = f" (resized from {p.source_size[0]}x{p.source_size[1]})"
+    else:
+        sizing = ""
     return (
-        f"{p.channels} channel(s) of {p.size[0]}x{p.size[1]}"
-        f"{' (other sizes resized)' if p.resize else ''}; intensity {what[p.intensity]}"
+        f"{p.channels} channel(s) of {p.size[0]}x{p.size[1]}{sizing}; intensity {what[p.intensity]}"
     )
