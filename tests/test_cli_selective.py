@@ -1,4 +1,4 @@
-"""``diffad test`` end to end on a tiny trained localizer."""
+"""``diffad test`` end to end on a tiny trained, calibrated localiser."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from diffad.cli import main
 from diffad.image.ddpm_localizer import DDPMLocalizer
+
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,10 @@ def files(tmp_path_factory):
         batch_size=8,
         device="cpu",
         verbose=False,
+        score="l1",
     ).fit(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))
+    loc.save(root / "bare")
+    loc.calibrate(rng.standard_normal((8, 1, 8, 8)).astype(np.float32))
     loc.save(root / "model")
     x = rng.standard_normal((8, 8))
     x[2:5, 2:5] += 4.0
@@ -30,53 +35,79 @@ def files(tmp_path_factory):
     np.save(root / "r.npy", rng.standard_normal((8, 8)))
     np.save(root / "small.npy", rng.standard_normal((4, 4)))
     np.save(root / "var.npy", np.ones((8, 8)))
+    np.save(root / "empty.npy", np.zeros((0,)))
+    np.save(root / "stack.npy", rng.standard_normal((3, 8, 8)))
+    (root / "refs").mkdir()
+    for i in range(3):
+        np.save(root / "refs" / f"r{i}.npy", rng.standard_normal((8, 8)))
+    (root / "fake.png").write_bytes(b"this is not a picture")
     return root
 
 
 def _args(root, *extra):
-    return [
-        "test",
-        "--model", str(root / "model"),
-        "--image", str(root / "x.npy"),
-        "--reference", str(root / "r.npy"),
-        "--device", "cpu",
-        *extra,
-    ]  # fmt: skip
+    return ["test", "--model", str(root / "model"), "--device", "cpu", "--quiet", *extra]
 
 
-def test_cli_writes_json_and_prints_p_values(files, capsys):
-    out = files / "res.json"
-    code = main(
-        _args(files, "--noise-var", "1", "--method", "oc", "--lam", "0.5", "--out", str(out))
-    )
-    assert code == 0
+def test_defaults_from_the_calibrated_model_and_run_folder(files, capsys):
+    out = files / "run"
+    assert main(_args(files, "--images", str(files / "x.npy"), "--out", str(out))) == 0
     text = capsys.readouterr().out
-    doc = json.loads(out.read_text())
-    assert doc["method"] == "oc" and doc["command"].startswith("diffad test")
-    if doc["region_size"]:
-        assert "oc p-value" in text and "naive p-value" in text
-        assert 0.0 <= doc["p_value"] <= 1.0 and len(doc["intervals"]) == 1
-    else:
-        assert "no region selected" in text and doc["p_value"] is None
-    assert np.asarray(doc["region"]).shape == (8, 8)
+    assert "healthy calibration check:" in text and f"report: {out}" in text
+    doc = json.loads((out / "report.json").read_text())
+    (entry,) = doc["images"]
+    assert entry["name"] == "x.npy" and doc["kind"] == "test"
+    if entry["region_pixels"]:
+        assert 0 <= entry["p_selective"] <= 1 and 0 <= entry["p_naive"] <= 1
+        assert entry["rejected"] == (entry["p_selective_bounds"][1] < 0.05)
+    cal = doc["calibration"]
+    assert cal["n_images"] == 4 and 0 <= cal["band"][0] <= cal["band"][1] <= 1
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["regions"].shape == (1, 8, 8) and arrays["regions"].dtype == bool
+    assert arrays["regions"].sum() == entry["region_pixels"]
 
 
-def test_cli_sigma_file_and_naive(files, capsys):
-    code = main(
-        _args(files, "--noise-var", str(files / "var.npy"), "--method", "naive", "--lam", "0.5")
+def test_decision_prints_a_bracket_not_a_p_value(files, capsys):
+    argv = _args(files, "--images", str(files / "x.npy"), "--termination", "decision")
+    assert main(argv + ["--lam", "0.3", "--check", "0"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "selective p" not in line
+    assert "no region selected" in line or (
+        "p in [" in line and ("reject" in line or "no evidence" in line)
     )
-    assert code == 0
-    assert "region size" in capsys.readouterr().out
 
 
-def test_cli_errors_are_one_line(files, capsys):
-    assert main(_args(files, "--noise-var", "nope")) == 2
-    assert "--noise-var must be" in capsys.readouterr().err
-    bad = _args(files, "--noise-var", "1")
-    bad[bad.index("--reference") + 1] = str(files / "small.npy")
-    assert main(bad) == 2
-    assert "reference shape" in capsys.readouterr().err
-    missing = _args(files, "--noise-var", "1")
-    missing[missing.index("--image") + 1] = str(files / "missing.npy")
-    assert main(missing) == 2
-    assert "no such image" in capsys.readouterr().err
+def test_stack_with_reference_folder_and_noise_file(files, capsys):
+    argv = _args(files, "--images", str(files / "stack.npy"), "--npy-3d", "stack")
+    argv += ["--references", str(files / "refs"), "--noise-var", str(files / "var.npy")]
+    assert main(argv + ["--method", "naive", "--lam", "0.3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.rsplit(":", 1)[0] for ln in lines[:3]] == [f"stack.npy:{i}" for i in range(3)]
+    assert not any("calibration check" in ln for ln in lines)  # a user reference: no check
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--images", "{x}", "--noise-var", "nope"], "--noise-var must be"),
+        (["--images", "{x}", "--noise-var", "-1"], "--noise-var must be"),
+        (["--images", "{small}"], "pixels"),
+        (["--images", "{empty}"], "expected a 2-D image"),
+        (["--images", "{stack}"], "--npy-3d"),
+        (["--images", "{fake}"], "cannot read"),
+        (["--images", "{root}/missing.npy"], "neither an existing file"),
+        (["--images", "{x}", "--reference", "{small}"], "pixels"),
+        (["--images", "{x}", "--alpha", "2"], "--alpha"),
+    ],
+)
+def test_user_errors_are_one_line(files, capsys, extra, message):
+    names = {k: str(files / f"{k}.npy") for k in ("x", "small", "empty", "stack")}
+    names.update(fake=str(files / "fake.png"), root=str(files))
+    assert main(_args(files, *[e.format(**names) for e in extra])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffad: error:") and message in err and err.count("\n") == 1
+
+
+def test_uncalibrated_model_needs_a_reference(files, capsys):
+    argv = ["test", "--model", str(files / "bare"), "--images", str(files / "x.npy")]
+    assert main(argv + ["--quiet", "--noise-var", "1"]) == 2
+    assert "not calibrated" in capsys.readouterr().err

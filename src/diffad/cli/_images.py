@@ -90,6 +90,7 @@ def model_summary(loc: Any, path: str) -> dict[str, Any]:
         "t_start": getattr(loc, "t_start", None),
         "ddim_steps": getattr(loc, "ddim_steps", None),
         "calibrated": hasattr(loc, "threshold_"),
+        "threshold": getattr(loc, "threshold_", None),
     }
 
 

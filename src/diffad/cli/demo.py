@@ -1,124 +1,63 @@
-"""``diffad demo``: DTE-C with conformal p-values on the breast-cancer (ODDS wbc) task."""
+"""``diffad demo``: the whole idea on real images (default) or on a table (``tabular``)."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-import numpy as np
-
-DEMO_EPOCHS = 400
-"""Training epochs of the demo: the published 400. The demo fits on only 150 rows, so this is
-a few hundred gradient steps and a few seconds of CPU; no reduction is needed."""
-
-N_FIT_CAL = 300
-"""Benign rows used to fit (half) and calibrate (half); the other 57 benign rows and the 21
-malignant ones form the test batch."""
+from diffad.demo.tabular import DEMO_EPOCHS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``diffad demo``."""
     p = subparsers.add_parser(
         "demo",
-        help="DTE-C anomaly scores, conformal p-values and BH selection on breast-cancer data",
+        help="brain MRI with synthetic lesions: maps, per-image and region p-values, a report",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
-            "Fit DTE-C on benign tumours of scikit-learn's breast-cancer data (arranged as the "
-            "ODDS wbc task), print ROC-AUC, conformal p-values and the rows selected by "
-            "Benjamini-Hochberg at level q."
+            "brain (default): train a small DDPM on healthy MNI152 slices (or load it from the "
+            "cache), calibrate it on Colin27 slices, and test Colin27 slices with and without "
+            "SYNTHETIC lesions: anomaly maps, conformal p-values with Benjamini-Hochberg, pixel "
+            "masks, selective p-values of the flagged regions next to the naive ones, the "
+            "healthy calibration check; writes OUT/report.html and OUT/report.json. "
+            "tabular: DTE-C with conformal p-values on breast-cancer data (ODDS wbc layout)."
         ),
     )
-    p.add_argument(
-        "--epochs", type=int, default=DEMO_EPOCHS, help=f"DTE-C epochs (default {DEMO_EPOCHS})"
-    )
-    p.add_argument("--q", type=float, default=0.1, help="BH false-discovery level (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split and the model")
-    p.add_argument("--top", type=int, default=12, help="rows shown in the p-value table")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("which", nargs="?", choices=("brain", "tabular"), default="brain")
+    p.add_argument("--out", default="diffad-demo", help="output folder (brain)")
+    p.add_argument("--quick", action="store_true", help="small, fast settings (brain)")
+    p.add_argument("--cache", default=None, help="cache folder (brain; default ~/.cache/diffad)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split and the model")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="DTE-C epochs (tabular)")
+    p.add_argument("--q", type=float, default=0.1, help="BH false-discovery level (tabular)")
+    p.add_argument("--top", type=int, default=12, help="rows shown (tabular)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (tabular)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; returns 0."""
-    from diffad.conformal import ConformalDetector, benjamini_hochberg
-    from diffad.data.breast_cancer import load_wbc_like
-    from diffad.metrics.detection import average_precision, roc_auc
-    from diffad.tabular import DTECategorical, DTENonParametric
+    """Run the chosen demo."""
+    from diffad.cli._images import set_threads
 
-    if args.epochs < 1:
-        raise ValueError("--epochs must be >= 1")
-    if args.top < 1:
-        raise ValueError("--top must be >= 1")
-    if not 0 < args.q < 1:
-        raise ValueError("--q must be in (0, 1)")
-    t0 = time.perf_counter()
-    X, y = load_wbc_like(args.seed)
-    rng = np.random.default_rng(args.seed)
-    normal = rng.permutation(np.flatnonzero(y == 0))
-    # Benign rows to fit (half) and calibrate (half); the remaining benign rows and all
-    # malignant ones form the test batch, in which the anomalies are unknown to the model.
-    train = normal[:N_FIT_CAL]
-    test = np.concatenate([normal[N_FIT_CAL:], np.flatnonzero(y == 1)])
-    test = test[rng.permutation(test.size)]
-    print("diffad demo: DTE-C + conformal p-values on breast-cancer data (ODDS wbc layout)")
-    print(
-        f"  data: {len(y)} rows x {X.shape[1]} features, {int(y.sum())} malignant = anomalies"
-        f" ({100 * y.mean():.1f} %)"
+    set_threads(args.threads)
+    if args.which == "tabular":
+        from diffad.demo.tabular import run_tabular_demo
+
+        return run_tabular_demo(args)
+    from diffad.demo.brain import run_brain_demo
+
+    start = time.perf_counter()
+    print("diffad demo: brain MRI, SYNTHETIC lesions (CPU)")
+    html = run_brain_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        cache=args.cache,
+        verbose=not args.quiet,
+        log=lambda line: print(f"  {line}", flush=True),
     )
-    n_fit = N_FIT_CAL // 2
-    print(
-        f"  fit on {n_fit} benign rows, calibrate on {N_FIT_CAL - n_fit}, test on {test.size} "
-        f"rows ({int(y[test].sum())} malignant)"
-    )
-    detector = DTECategorical(
-        epochs=args.epochs, random_state=args.seed, device=args.device, verbose=False
-    )
-    params = detector.get_params()
-    print(
-        f"  DTE-C (diffad defaults): {params['epochs']} epochs (published: 400), batch "
-        f"{params['batch_size']}, lr {params['lr']:g}, at most {params['max_steps']} steps"
-    )
-    conformal = ConformalDetector(detector, calibration_fraction=0.5, random_state=args.seed)
-    conformal.fit(X[train])
-    t_fit = time.perf_counter() - t0
-    scores = conformal.decision_function(X[test])
-    p = conformal.p_values(X[test])
-    selected = benjamini_hochberg(p, args.q)
-    y_test = y[test]
-    print(
-        f"\nROC-AUC {100 * roc_auc(y_test, scores):.1f} %, average precision "
-        f"{100 * average_precision(y_test, scores):.1f} % (test rows, fit took {t_fit:.1f} s)"
-    )
-    order = np.argsort(-scores, kind="stable")[: args.top]
-    print(f"\nTop {len(order)} test rows by anomaly score:")
-    print("| row | truth | score | conformal p | BH-selected |")
-    print("|---:|---|---:|---:|---|")
-    for i in order:
-        truth = "malignant" if y_test[i] else "benign"
-        flag = "yes" if selected[i] else ""
-        print(f"| {test[i]} | {truth} | {scores[i]:.3f} | {p[i]:.4f} | {flag} |")
-    n_sel = int(selected.sum())
-    true_sel = int(np.sum(selected & (y_test == 1)))
-    print(
-        f"\nBenjamini-Hochberg at q = {args.q}: {n_sel} rows selected, {true_sel} malignant, "
-        f"{n_sel - true_sel} benign (false-discovery proportion "
-        f"{(n_sel - true_sel) / max(n_sel, 1):.2f}); recall {true_sel}/{int(y_test.sum())}."
-    )
-    if n_sel:
-        print(f"Selected rows: {', '.join(str(r) for r in np.sort(test[selected]))}")
-    print(
-        "p-values are valid for benign rows exchangeable with the calibration rows; BH then "
-        f"keeps the expected false-discovery rate <= {args.q}."
-    )
-    # The same wrapper works for any detector: DTE-NP on the same split, for comparison.
-    np_conformal = ConformalDetector(
-        DTENonParametric(device=args.device), calibration_fraction=0.5, random_state=args.seed
-    ).fit(X[train])
-    np_scores = np_conformal.decision_function(X[test])
-    np_selected = benjamini_hochberg(np_conformal.p_values(X[test]), args.q)
-    np_true = int(np.sum(np_selected & (y_test == 1)))
-    print(
-        f"\nSame split with DTE-NP (k = 5): ROC-AUC {100 * roc_auc(y_test, np_scores):.1f} %, "
-        f"BH selects {int(np_selected.sum())} rows, {np_true} malignant."
-    )
-    print(f"Done in {time.perf_counter() - t0:.1f} s.")
+    print(f"  done in {time.perf_counter() - start:.0f} s")
+    print(f"report: {html}")
     return 0

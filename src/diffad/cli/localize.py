@@ -117,7 +117,7 @@ def finish_report(out: Path, overlays: bool) -> Path:
     from diffad.report.render import render_report
 
     if overlays:
-        from diffad.report.render import write_overlays
+        from diffad.report.overlays import write_overlays
 
         write_overlays(out)
     return render_report(out)

@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint folder from train-image")
-    add_input_args(p)
+    add_input_args(p, "--images", "--image")
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--reference", default=None, help="one healthy reference image file")
     ref.add_argument(

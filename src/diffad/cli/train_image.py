@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 1:
         raise ValueError(f"--size must be >= 1, got {args.size}")
+    channels = parse_channels(args.channels)
     set_threads(args.threads)
     data = read_images(args, args.data, args.size)
     if args.calibration is not None:
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         train_idx, cal_idx = split_calibration(len(data), args.calibration_fraction, args.seed)
         train, cal = data.subset(train_idx), (data.subset(cal_idx) if len(cal_idx) else None)
     loc = DDPMLocalizer(
-        unet={"channels": parse_channels(args.channels)},
+        unet={"channels": channels},
         t_start=args.t_start,
         ddim_steps=args.ddim_steps,
         train_steps=args.steps,

@@ -103,7 +103,7 @@ def load_run(folder: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.nd
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {folder / ARRAYS_NPZ}: {err}") from err
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
-    if missing or not isinstance(report.get("images"), list):
+    if missing or not isinstance(report, dict) or not isinstance(report.get("images"), list):
         raise ValueError(f"{folder} is not a diffad run folder (missing {missing or 'images'})")
     n = len(arrays["maps"])
     bad = [e.get("id") for e in report["images"] if not 0 <= int(e.get("id", -1)) < n]

@@ -1,0 +1,1 @@
+"""``diffad demo``: the image demo (``brain.py``) and the tabular one (``tabular.py``)."""
