@@ -9,7 +9,7 @@ from sklearn.covariance import LedoitWolf
 
 from diffad import ConformalDetector, DDPMLocalizer, SelectiveTest
 from diffad.image.preprocessing import ImagePreprocessing
-from diffad.selective.noise import estimate_noise_model, healthy_rejection_rate
+from diffad.selective.noise import TAPER_RADIUS, estimate_noise_model, healthy_rejection_rate
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -144,6 +144,22 @@ def test_noise_model_matches_numpy_and_ledoit_wolf():
     np.linalg.cholesky(full.noise_var)
     with pytest.raises(ValueError, match="at least 2"):
         estimate_noise_model(x[:1])
+
+
+def test_local_noise_model_is_a_tapered_ledoit_wolf_matrix():
+    x = _healthy(30, 3).astype(np.float64)
+    lw = LedoitWolf().fit(x.reshape(30, -1)).covariance_
+    local = estimate_noise_model(x, "local")
+    assert local.kind == "local" and estimate_noise_model(x).kind == "local"  # auto
+    cov = local.noise_var
+    np.testing.assert_allclose(np.diag(cov), np.diag(lw), rtol=1e-6)  # taper is 1 at d = 0
+    pos = np.stack(np.mgrid[0 : x.shape[2], 0 : x.shape[3]], -1).reshape(-1, 2)
+    dist = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+    off = ~np.eye(len(pos), dtype=bool)
+    assert np.all(cov[(dist >= TAPER_RADIUS) & off] == 0)  # compact support
+    near = (dist > 0) & (dist < TAPER_RADIUS)
+    assert np.all(np.abs(cov[near]) <= np.abs(lw[near]) + 1e-12)
+    assert np.linalg.eigvalsh(cov).min() > 0  # the Schur product stays positive definite
 
 
 def test_healthy_rejection_rate_band_matches_scipy():

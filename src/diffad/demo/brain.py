@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from diffad.bench.image_brain import BAND  # the brain benchmark's band of axial slices
+
 #: Settings of the full demo and of ``--quick`` (the smoke test).
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -41,6 +43,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "n_lesion": 6,
         "n_healthy": 6,
         "n_check": 10,
+        "lam_percentile": 99.0,
     },
     "quick": {
         "size": 16,
@@ -51,11 +54,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "n_lesion": 3,
         "n_healthy": 3,
         "n_check": 6,
+        "lam_percentile": 97.0,
     },
 }
 #: Synthetic lesions of the demo: one bright or dark blob of 10-18 % of the image side.
 LESIONS = {"effects": ("hyper", "hypo"), "delta": (0.5, 0.8), "radius": (0.10, 0.18)}
-BAND = (0.3, 0.7)  # axial slices between 30 % and 70 % of the brain's extent
 Q = 0.1
 ALPHA = 0.05
 
@@ -137,7 +140,7 @@ def cached_model(
         score="l1",
         image_score="mean",
     ).fit(data["train"])
-    loc.calibrate(data["calibration"], noise_kind="pixel")
+    loc.calibrate(data["calibration"], lam_percentile=settings["lam_percentile"])
     tmp = folder / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     loc.save(tmp)
