@@ -71,7 +71,7 @@ def test_quick_brain_demo_writes_the_report(brain_demo, capsys):
     assert {"alpha", "n_healthy", "healthy_rejection_rate"} <= set(cal)
     assert cal["n_images"] == 6 and 0 <= cal["healthy_rejection_rate"] <= 1
     html = (root / "out" / "report.html").read_text()
-    assert "SYNTHETIC" in html and html.count('class="image-card"') == 6
+    assert "SYNTHETIC" in html and html.count('<article class="image-card') == 6
 
 
 def test_rerun_uses_the_cache(brain_demo, capsys):
