@@ -25,11 +25,16 @@ def _command_modules() -> list:
     return modules
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every command."""
-    parser = argparse.ArgumentParser(
-        prog="diffad", description="Diffusion-model anomaly detection with p-values."
-    )
+    parser = _Parser(prog="diffad", description="Diffusion-model anomaly detection with p-values.")
     parser.add_argument("--version", action="version", version=f"diffad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = commands.add_parser("bench", help="run a benchmark and write JSON results")

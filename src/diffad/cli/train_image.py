@@ -95,7 +95,7 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     n_cal = int(round(fraction * n))
     if fraction > 0 and (n_cal < MIN_CALIBRATION or n - n_cal < 2):
         raise ValueError(
-            f"{n} images are too few to hold out {fraction:g} for calibration (needs "
+            f"{n} image(s) are too few to hold out {fraction:g} for calibration (needs "
             f"{MIN_CALIBRATION} calibration and 2 training images); give --calibration or "
             "--calibration-fraction 0"
         )

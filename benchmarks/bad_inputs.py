@@ -1,0 +1,174 @@
+"""What a user sees for bad input: every case through the CLI (exit code, stderr) and the API.
+
+Trains a tiny calibrated model on 8-bit PNG pictures in a temporary folder, then feeds the
+image commands and the Python API the inputs users get wrong. Writes one record per case:
+the call, the exit code (CLI) or exception type (API), and the message.
+
+    python benchmarks/bad_inputs.py --out benchmarks/results/bad_inputs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from diffad.bench.machine import machine_info
+from diffad.bench.results import write_json
+from diffad.cli import main as cli
+
+
+def make_files(root: Path) -> dict[str, str]:
+    """Good pictures, a model, and the bad files."""
+    rng = np.random.default_rng(0)
+    good = root / "good"
+    good.mkdir()
+    for i in range(16):
+        img = (rng.random((16, 16)) * 155 + 100).astype(np.uint8)
+        Image.fromarray(img).save(good / f"img{i:02d}.png")
+    files = {"good": str(good), "model": str(root / "model"), "root": str(root)}
+    (root / "fake.png").write_bytes(b"this is not a picture")
+    np.save(root / "empty.npy", np.zeros((0,)))
+    np.save(root / "stack.npy", rng.random((5, 16, 16)))
+    np.save(root / "nan.npy", np.full((16, 16), np.nan))
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(root / "big.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / "colour.png")
+    (root / "notes.txt").write_text("hello")
+    (root / "emptydir").mkdir()
+    for name in ("fake.png", "empty.npy", "stack.npy", "nan.npy", "big.png", "colour.png"):
+        files[name.split(".")[0]] = str(root / name)
+    files["emptydir"] = str(root / "emptydir")
+    files["notes"] = str(root / "notes.txt")
+    argv = ["train-image", "--data", str(good), "--size", "16", "--out", files["model"]]
+    assert cli(argv + ["--steps", "3", "--channels", "4,8", "--quiet", "--score", "l1"]) == 0
+    return files
+
+
+CLI_CASES = [
+    ("test", "non-image .png", ["--images", "{fake}"]),
+    ("test", "empty array", ["--images", "{empty}"]),
+    ("test", "3-D .npy without --npy-3d", ["--images", "{stack}"]),
+    ("test", "NaN pixels", ["--images", "{nan}"]),
+    ("test", "size mismatch", ["--images", "{big}"]),
+    ("test", "colour image, grey model", ["--images", "{colour}"]),
+    ("test", "bad σ (text)", ["--images", "{good}", "--noise-var", "abc"]),
+    ("test", "bad σ (negative)", ["--images", "{good}", "--noise-var", "-1"]),
+    ("test", "missing file", ["--images", "{root}/missing.png"]),
+    ("test", "unsupported file type", ["--images", "{notes}"]),
+    ("test", "alpha out of range", ["--images", "{good}", "--alpha", "1.5"]),
+    ("localize", "empty folder", ["--images", "{emptydir}"]),
+    ("localize", "not a checkpoint", ["--images", "{good}", "--model-override", "{good}"]),
+    ("localize", "q out of range", ["--images", "{good}", "--q", "1.5"]),
+    ("localize", "unknown option", ["--images", "{good}", "--colour", "red"]),
+    ("train-image", "bad channels", ["--data", "{good}", "--channels", "4,x"]),
+    ("train-image", "too few images to calibrate", ["--data", "{colour}"]),
+    ("report", "not a run folder", ["{good}"]),
+]
+
+
+def run_cli(command: str, extra: list[str], files: dict[str, str], out: Path) -> dict[str, Any]:
+    extra = [e.format(**files) for e in extra]
+    if command == "report":
+        argv = ["report", *extra]
+    elif command == "train-image":
+        argv = ["train-image", *extra, "--out", str(out / "m"), "--quiet"]
+    else:
+        model = files["model"]
+        if "--model-override" in extra:
+            i = extra.index("--model-override")
+            model = extra[i + 1]
+            extra = extra[:i] + extra[i + 2 :]
+        argv = [command, "--model", model, *extra, "--quiet", "--check", "0"]
+        argv = argv if command == "test" else [a for a in argv if a not in ("--check", "0")]
+        if command == "localize" or "--out" not in argv:
+            argv += ["--out", str(out / command)]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli(argv)
+        except SystemExit as exit_:  # argparse's own usage errors
+            code = exit_.code
+    return {"argv": "diffad " + " ".join(argv), "exit": code, "stderr": err.getvalue().strip()}
+
+
+def api_cases(files: dict[str, str]) -> list[dict[str, Any]]:
+    from diffad import DDPMLocalizer, SelectiveTest
+
+    loc = DDPMLocalizer.load(files["model"], device="cpu")
+    loc.set_params(verbose=False)
+    cases = [
+        (
+            "decision_function on an empty array",
+            lambda: loc.decision_function(np.zeros((0, 16, 16))),
+        ),
+        ("decision_function with NaN", lambda: loc.decision_function(np.full((1, 16, 16), np.nan))),
+        ("decision_function, wrong size", lambda: loc.decision_function(np.zeros((1, 20, 20)))),
+        (
+            "decision_function, colour on grey",
+            lambda: loc.decision_function([np.zeros((16, 16, 3))]),
+        ),
+        (
+            "decision_function, 5-D array",
+            lambda: loc.decision_function(np.zeros((1, 1, 1, 16, 16))),
+        ),
+        ("calibrate with 2 images", lambda: loc.calibrate(np.zeros((2, 16, 16)))),
+        ("predict_masks level 90", lambda: loc.predict_masks(np.zeros((1, 16, 16)), level=90)),
+        (
+            "SelectiveTest, negative noise_var",
+            lambda: SelectiveTest(loc, noise_var=-1.0).test(np.zeros((16, 16))),
+        ),
+        (
+            "SelectiveTest, unknown termination",
+            lambda: SelectiveTest(loc, termination="soon").test(np.zeros((16, 16))),
+        ),
+        ("predict before fit", lambda: DDPMLocalizer().predict(np.zeros((1, 16, 16)))),
+    ]
+    out = []
+    for name, call in cases:
+        try:
+            call()
+            out.append({"case": name, "error": None, "message": "no error"})
+        except Exception as err:  # noqa: BLE001 - recording what the user sees
+            out.append({"case": name, "error": type(err).__name__, "message": str(err)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = make_files(root)
+        cli_rows = []
+        for command, case, extra in CLI_CASES:
+            row = run_cli(command, extra, files, root / "out")
+            cli_rows.append({"command": command, "case": case, **row})
+        api_rows = api_cases(files)
+    for row in cli_rows:  # the temporary paths mean nothing after the run
+        row["argv"] = row["argv"].replace(str(root), "TMP")
+        row["stderr"] = row["stderr"].replace(str(root), "TMP")
+    write_json(
+        args.out,
+        {
+            "command": "python benchmarks/bad_inputs.py --out " + args.out,
+            "machine": machine_info(),
+            "cli": cli_rows,
+            "api": api_rows,
+        },
+    )
+    bad = [r for r in cli_rows if r["exit"] != 2 or r["stderr"].count("\n")]
+    print(f"{len(cli_rows)} CLI cases, {len(bad)} not one line + exit 2; {len(api_rows)} API cases")
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
