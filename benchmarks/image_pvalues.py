@@ -108,11 +108,11 @@ def region_tests(tester: SelectiveTest, images: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def part_region(seed: int) -> dict[str, Any]:
+def part_region(seed: int, noise_kind: str = "auto") -> dict[str, Any]:
     d = load_brain_split(SETTINGS["full"]["size"], seed)
     start = time.perf_counter()
     loc = train(d["train"], seed)
-    loc.calibrate(d["val"])
+    loc.calibrate(d["val"], noise_kind=noise_kind)
     tester = SelectiveTest(loc, device="cpu", termination="decision", alpha=ALPHA)
     healthy = np.concatenate([d["test_healthy"], loc.check_images_])
     demo_lesions, _ = lesion_dataset(
@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--q", type=float, default=0.1)
     p.add_argument("--fmnist-class", type=int, default=1, help="1 = trouser")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--noise-kind", default="auto", help="noise model of the region test (calibrate())"
+    )
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result: dict[str, Any] = {"command": command, "machine": machine_info(), "alpha": ALPHA}
     if args.part in ("region", "all"):
-        result["region_brain"] = part_region(0)
+        result["region_brain"] = part_region(0, args.noise_kind)
         write_json(args.out, result)
         print(result["region_brain"]["healthy_check_message"], flush=True)
     if args.part in ("conformal", "all"):
