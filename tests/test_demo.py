@@ -64,7 +64,9 @@ def test_quick_brain_demo_writes_the_report(brain_demo, capsys):
         assert 0 < e["p_conformal"] <= 1 and isinstance(e["bh_selected"], bool)
         if e["region_pixels"]:
             assert 0 <= e["p_selective"] <= 1 and 0 <= e["p_naive"] <= 1
-            assert e["rejected"] == (e["p_selective"] < report["alpha"])
+            lo, hi = e["p_selective_bounds"]
+            assert lo <= e["p_selective"] <= hi and hi - lo <= 0.01 + 1e-12
+            assert e["rejected"] == (hi < report["alpha"])
         else:
             assert e["p_selective"] is None and e["rejected"] is False
     cal = report["calibration"]

@@ -61,6 +61,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 LESIONS = {"effects": ("hyper", "hypo"), "delta": (0.5, 0.8), "radius": (0.10, 0.18)}
 Q = 0.1
 ALPHA = 0.05
+PRECISION = 0.01  # width of the bracket of each region p-value
 
 
 def cache_root() -> Path:
@@ -178,7 +179,9 @@ def _test_record(tester: Any, image: np.ndarray) -> dict[str, Any]:
         "region": res.region.reshape(image.shape).any(axis=0).tolist(),
         "region_pixels": res.region_size,
         "p_selective": res.p_value,
-        "p_selective_bounds": None if res.p_value_bounds is None else list(res.p_value_bounds),
+        "p_selective_bounds": None
+        if res.p_value_bounds is None
+        else [float(b) for b in res.p_value_bounds],
         "p_naive": res.naive_p_value,
         "seconds": res.seconds,
     }
@@ -192,6 +195,51 @@ def _entries(loc: Any, data: dict[str, Any], scores: np.ndarray, maps: np.ndarra
     for entry, lesion in zip(entries, data["has_lesion"], strict=True):
         entry["has_lesion"] = bool(lesion)
     return entries
+
+
+def region_tests(
+    loc: Any, images: np.ndarray, entries: list, results: ResultCache, verbose: bool
+) -> np.ndarray:
+    """Selective p-value of each test image's flagged region, into ``entries``; the regions."""
+    from tqdm.auto import tqdm
+
+    from diffad.selective.selective_test import SelectiveTest
+
+    # p bracketed to 0.01 is plenty for a report that shows 3 digits; the decision at alpha
+    # uses the bracket, so it is exact.
+    tester = SelectiveTest(loc, device="cpu", precision=PRECISION)
+    regions = []
+    for k, entry in enumerate(tqdm(entries, desc="region p-values", disable=not verbose)):
+        rec = results.get_or_run(
+            f"test/{k}/precision={PRECISION}", lambda k=k: _test_record(tester, images[k])
+        )
+        regions.append(np.asarray(rec["region"], dtype=bool))
+        for key in ("region_pixels", "p_selective", "p_selective_bounds", "p_naive"):
+            entry[key] = rec[key]
+        bounds = entry["p_selective_bounds"]
+        entry["rejected"] = bool(bounds is not None and bounds[1] < ALPHA)
+    return np.stack(regions)
+
+
+def healthy_check(
+    loc: Any, n_check: int, results: ResultCache, verbose: bool
+) -> tuple[Any, list[float | None]]:
+    """The healthy calibration check on ``n_check`` of the model's kept-aside healthy slices
+    (decision mode: only p < alpha or not matters), and their p-values."""
+    from tqdm.auto import tqdm
+
+    from diffad.selective.noise import healthy_rejection_rate
+    from diffad.selective.selective_test import SelectiveTest
+
+    checker = SelectiveTest(loc, device="cpu", termination="decision", alpha=ALPHA)
+    check_images = loc.check_images_[:n_check]
+    p_values = [
+        results.get_or_run(f"check/{k}", lambda x=x: _test_record(checker, x))["p_selective"]
+        for k, x in enumerate(
+            tqdm(check_images, desc="healthy calibration check", disable=not verbose)
+        )
+    ]
+    return healthy_rejection_rate(p_values, ALPHA), p_values
 
 
 def run_brain_demo(
@@ -219,14 +267,10 @@ def run_brain_demo(
     log : callable
         Receives one line of text per step.
     """
-    from tqdm.auto import tqdm
-
     from diffad.cli._images import model_summary
     from diffad.cli.localize import run_context
     from diffad.report.render import render_report
     from diffad.report.run_folder import save_run
-    from diffad.selective.noise import healthy_rejection_rate
-    from diffad.selective.selective_test import SelectiveTest
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]
@@ -246,31 +290,9 @@ def run_brain_demo(
     entries = _entries(loc, data, scores, maps)
     n_sel = sum(e["bh_selected"] for e in entries)
     log(f"conformal p-values + Benjamini-Hochberg at q = {Q}: {n_sel} images selected")
-    tester = SelectiveTest(loc, device="cpu")
     results = ResultCache(folder / "tests.jsonl")
-    regions = []
-    for k, entry in enumerate(tqdm(entries, desc="region p-values", disable=not verbose)):
-        rec_k = results.get_or_run(f"test/{k}", lambda k=k: _test_record(tester, images[k]))
-        regions.append(np.asarray(rec_k["region"], dtype=bool))
-        entry.update(
-            {
-                key: rec_k[key]
-                for key in ("region_pixels", "p_selective", "p_selective_bounds", "p_naive")
-            }
-        )
-        entry["rejected"] = entry["p_selective"] is not None and entry["p_selective"] < ALPHA
-    checker = SelectiveTest(loc, device="cpu", termination="decision", alpha=ALPHA)
-    check_p = []
-    for k, x in enumerate(
-        tqdm(
-            loc.check_images_[: settings["n_check"]],
-            desc="healthy calibration check",
-            disable=not verbose,
-        )
-    ):
-        rec_k = results.get_or_run(f"check/{k}", lambda x=x: _test_record(checker, x))
-        check_p.append(rec_k["p_selective"])
-    check = healthy_rejection_rate(check_p, ALPHA)
+    regions = region_tests(loc, images, entries, results, verbose)
+    check, check_p = healthy_check(loc, settings["n_check"], results, verbose)
     log(check.message())
     report = {
         "kind": "demo",
@@ -280,12 +302,7 @@ def run_brain_demo(
         "alpha": ALPHA,
         "q": Q,
         "synthetic_lesions": True,
-        "settings": {
-            **settings,
-            "lesions": {k: list(v) for k, v in LESIONS.items()},
-            "seed": seed,
-            "quick": quick,
-        },
+        "settings": {**settings, "lesions": LESIONS, "seed": seed, "quick": quick},
         "images": entries,
         "calibration": {**check.to_dict(), "message": check.message(), "p_values": check_p},
         "null_p_values": {
@@ -301,8 +318,7 @@ def run_brain_demo(
         "reconstructions": rec,
         "maps": maps,
         "masks": maps > loc.pixel_thresholds_[99],
-        "regions": np.stack(regions),
+        "regions": regions,
         "truth": data["truth"],
     }
-    run = save_run(out, report, arrays)
-    return render_report(run)
+    return render_report(save_run(out, report, arrays))
