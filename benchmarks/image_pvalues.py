@@ -180,7 +180,8 @@ def part_conformal_brain(seeds: int, q: float) -> dict[str, Any]:
     def lesion_scores(seed: int, rest: np.ndarray) -> np.ndarray:
         # The slices not drawn as calibration or nulls, each with a SYNTHETIC lesion.
         lesioned, _ = lesion_dataset(healthy[rest], masks[rest], seed=seed, **LESIONS)
-        return loc.decision_function(lesioned)
+        # Reconstruction seeds after the healthy images' (0..85): no shared noise.
+        return loc.decision_function(lesioned, seed=len(healthy) * (seed + 1))
 
     n_null = (len(healthy) - half) // 2
     return fdr_runs(null_scores, lesion_scores, half, n_null, seeds, q)
@@ -199,7 +200,7 @@ def part_conformal_fmnist(cls: int, seeds: int, q: float) -> dict[str, Any]:
     others = test_set.images[test_set.labels != cls]
     other_pick = rng.choice(len(others), 2000, replace=False)
     null_scores = loc.decision_function(normal)
-    other_scores = loc.decision_function(others[other_pick])
+    other_scores = loc.decision_function(others[other_pick], seed=len(normal))
 
     def anomaly_scores(seed: int, _rest: np.ndarray) -> np.ndarray:
         return np.random.default_rng([seed, 1]).choice(other_scores, 100, replace=False)

@@ -166,10 +166,13 @@ def test_healthy_rejection_rate_band_matches_scipy():
     ps = [0.01, 0.2, None, 0.03, 0.5, 0.9, None, 0.7, 0.04, 0.6]
     check = healthy_rejection_rate(ps, alpha=0.05)
     assert (check.n_rejected, check.n_images, check.n_healthy) == (3, 10, 8)
-    ci = binomtest(3, 10).proportion_ci(method="exact")
+    assert check.healthy_rejection_rate == pytest.approx(3 / 8)  # over the tested images
+    ci = binomtest(3, 8).proportion_ci(method="exact")
     assert check.band == pytest.approx((ci.low, ci.high))
     assert check.adequate is (ci.low <= 0.05)
     assert "TOO MANY" in check.message() if not check.adequate else "consistent" in check.message()
+    empty = healthy_rejection_rate([None, None])
+    assert empty.n_healthy == 0 and empty.adequate and "nothing to check" in empty.message()
 
 
 def test_selective_test_takes_its_defaults_from_the_calibration(calibrated, seed):

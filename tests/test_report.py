@@ -203,7 +203,7 @@ def test_numbers_decisions_and_sections(page):
     assert parsed.decisions == expected + expected
     assert "decided: p <= alpha is certain" in text
     assert "ssim-ens" in text and "Test CPU (2 cores)" in text
-    assert "healthy calibration check: 1 of 13" in text
+    assert "healthy calibration check: 1 of 12" in text and "1 had no region" in text
 
 
 def test_decision_column(run):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-
 from diffad.data import NPY_3D
 
 
@@ -74,59 +72,3 @@ def load_localizer(path: str, device: str | None, quiet: bool, resize: bool = Fa
             raise ValueError("this model has no stored preprocessing, so it cannot resize")
         loc.preprocessing_.resize = True
     return loc
-
-
-def model_summary(loc: Any, path: str) -> dict[str, Any]:
-    """What the report says about the model."""
-    from diffad.image.preprocessing import describe
-
-    return {
-        "path": str(path),
-        "class": type(loc).__name__,
-        "image_shape": list(loc.image_shape_),
-        "score": loc.score,
-        "image_score": loc.image_score,
-        "preprocessing": describe(loc.preprocessing_, loc.image_shape_),
-        "t_start": getattr(loc, "t_start", None),
-        "ddim_steps": getattr(loc, "ddim_steps", None),
-        "calibrated": hasattr(loc, "threshold_"),
-        "threshold": getattr(loc, "threshold_", None),
-    }
-
-
-def image_entries(
-    loc: Any, names: list[str], scores: np.ndarray, masks: np.ndarray | None, q: float | None
-) -> list[dict[str, Any]]:
-    """Per-image report entries: score, flag, conformal p-value, BH selection, mask size.
-
-    The conformal p-values compare each score with the healthy calibration scores stored in
-    the model (none when the model is not calibrated); Benjamini-Hochberg selects at ``q``
-    across these images (skipped when ``q`` is None).
-    """
-    from diffad.conformal.fdr import benjamini_hochberg
-    from diffad.conformal.p_values import conformal_p_values
-
-    calibrated = hasattr(loc, "threshold_")
-    p = conformal_p_values(loc.calibration_scores_, scores) if calibrated else None
-    selected = benjamini_hochberg(p, q) if calibrated and q is not None else None
-    entries = []
-    for i, name in enumerate(names):
-        entries.append(
-            {
-                "id": i,
-                "name": name,
-                "has_lesion": None,
-                "image_score": float(scores[i]),
-                "flagged": bool(scores[i] > loc.threshold_) if calibrated else None,
-                "p_conformal": float(p[i]) if calibrated else None,
-                "bh_selected": bool(selected[i]) if selected is not None else None,
-                "mask_pixels": int(masks[i].sum()) if masks is not None else None,
-                "region_pixels": None,
-                "p_selective": None,
-                "p_selective_bounds": None,
-                "p_naive": None,
-                "rejected": None,
-                "test_message": None,
-            }
-        )
-    return entries

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from diffad.cli._images import add_input_args, add_runtime_args
 
@@ -47,14 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load model and images, compute maps and scores, write the run folder and report."""
-    from diffad.cli._images import (
-        image_entries,
-        load_localizer,
-        model_summary,
-        read_images,
-        set_threads,
-    )
+    from diffad.cli._images import load_localizer, read_images, set_threads
     from diffad.image.postprocess import foreground_mask, postprocess
+    from diffad.report.entries import finish_report, image_entries, model_summary, run_context
     from diffad.report.run_folder import save_run
 
     check_levels(args.q, args.alpha)
@@ -66,16 +60,22 @@ def run(args: argparse.Namespace) -> int:
         fg = raw.masks if raw.masks is not None else foreground_mask(data)
         maps = postprocess(maps, fg, erosion=args.erosion)
         scores = loc.reduce_maps(maps)
-    masks = maps > loc.pixel_thresholds_[99] if hasattr(loc, "pixel_thresholds_") else None
+    # The calibration scores and thresholds come from single, unprocessed reconstructions:
+    # other scores are not exchangeable with them, so they get no p-value, flag or mask.
+    comparable = not args.postprocess and args.n_samples == 1
+    calibrated = hasattr(loc, "threshold_") and comparable
+    masks = loc.masks_from_maps(maps) if calibrated else None
+    if hasattr(loc, "threshold_") and not comparable:
+        print("note: --postprocess / --n-samples differ from the calibration: no p-values")
     report = {
         "kind": "localize",
         "title": f"diffad localize: {args.images}",
         **run_context("localize"),
         "model": model_summary(loc, args.model),
         "alpha": args.alpha,
-        "q": args.q if hasattr(loc, "threshold_") else None,
+        "q": args.q if calibrated else None,
         "synthetic_lesions": False,
-        "images": image_entries(loc, raw.names, scores, masks, args.q),
+        "images": image_entries(loc, raw.names, scores, masks, args.q, comparable),
         "calibration": None,
         "null_p_values": {},
     }
@@ -96,28 +96,3 @@ def check_levels(q: float, alpha: float) -> None:
     for name, value in (("--q", q), ("--alpha", alpha)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
-
-
-def run_context(kind: str) -> dict:
-    """The command line, machine and time of this run, for its report."""
-    import datetime
-    import sys
-
-    from diffad.bench.machine import machine_info
-
-    return {
-        "command": "diffad " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("diffad") else kind,
-        "machine": machine_info(),
-        "created_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def finish_report(out: Path, overlays: bool) -> Path:
-    """Render OUT/report.html (and the per-image overlay PNGs when asked)."""
-    from diffad.report.render import render_report
-
-    if overlays:
-        from diffad.report.overlays import write_overlays
-
-        write_overlays(out)
-    return render_report(out)

@@ -113,27 +113,17 @@ def _reference(args: argparse.Namespace, loc: Any) -> tuple[np.ndarray | None, f
     return refs.mean(axis=0), 1.0 / len(refs)
 
 
-def decision(result: Any, alpha: float) -> str:
-    """``"reject"``, ``"no evidence"`` or ``"no region"`` at level alpha."""
-    if not result.selected:
-        return "no region"
-    lo, hi = result.p_value_bounds or (result.p_value, result.p_value)
-    if hi < alpha:
-        return "reject"
-    if lo >= alpha:
-        return "no evidence"
-    return "undecided"
-
-
 def describe(result: Any, termination: str, alpha: float) -> str:
     """One line per image for the terminal."""
+    if isinstance(result, str):
+        return f"failed: {result}"
     if not result.selected:
         return "no region selected"
     naive = f"naive p {result.naive_p_value:.3g}"
     if termination == "decision" and result.p_value_bounds is not None:
         lo, hi = result.p_value_bounds
         return (
-            f"{result.region_size} px, p in [{lo:.3g}, {hi:.3g}]: {decision(result, alpha)} "
+            f"{result.region_size} px, p in [{lo:.3g}, {hi:.3g}]: {result.decision(alpha)} "
             f"at alpha = {alpha:g} ({naive})"
         )
     return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
@@ -169,45 +159,32 @@ def run(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         device=args.device,
     )
-    results = []
-    for name, x in tqdm(
-        list(zip(raw.names, data, strict=True)), desc="p-values", disable=args.quiet
-    ):
-        res = tester.test(x, reference, method=args.method)
+    results: list[Any] = []
+    pairs = list(zip(raw.names, data, strict=True))
+    for name, x in tqdm(pairs, desc="p-values", disable=args.quiet):
+        try:
+            res: Any = tester.test(x, reference, method=args.method)
+        except (ValueError, RuntimeError) as err:
+            if len(pairs) == 1:
+                raise ValueError(str(err)) from err  # one image: its error is the answer
+            res = str(err)  # one failing image does not stop the others
         results.append(res)
         tqdm.write(f"{name}: {describe(res, args.termination, args.alpha)}")
-    check, check_p = healthy_check(tester, loc, args)
-    if check is not None:
+    check, check_p = None, []
+    checked = not (args.reference or args.references) and args.method == "parametric"
+    kept = getattr(loc, "check_images_", None)
+    n_check = 0 if kept is None or not checked else len(kept)
+    n_check = n_check if args.check is None else min(max(args.check, 0), n_check)
+    if n_check:
+        from diffad.selective.noise import healthy_check
+
+        check, check_p = healthy_check(tester, kept[:n_check], args.alpha, not args.quiet)
         print(check.message())
     if args.out:
         arrays = {"images": data, "reconstructions": rec, "maps": maps}
         html = write_run(args, loc, raw.names, arrays, scores, results, (check, check_p))
         print(f"report: {html}")
     return 0
-
-
-def healthy_check(tester: Any, loc: Any, args: argparse.Namespace) -> tuple[Any, list]:
-    """The healthy calibration check on the model's held-out healthy images and their
-    p-values ((None, []) when skipped: no kept images, --check 0, a user reference)."""
-    import copy
-
-    from tqdm.auto import tqdm
-
-    from diffad.selective.noise import healthy_rejection_rate
-
-    images = getattr(loc, "check_images_", None)
-    n = len(images) if images is not None else 0
-    n = n if args.check is None else min(max(args.check, 0), n)
-    if n == 0 or args.reference or args.references or args.method != "parametric":
-        return None, []
-    # Only decisions at alpha are needed here, so the search stops as soon as one is certain.
-    checker = copy.copy(tester)
-    checker.termination = "decision"
-    p_values = []
-    for x in tqdm(images[:n], desc="healthy calibration check", disable=args.quiet):
-        r = checker.test(x.astype(np.float64))
-        p_values.append(r.p_value if r.selected else None)
-    return healthy_rejection_rate(p_values, args.alpha), p_values
 
 
 def write_run(
@@ -219,24 +196,24 @@ def write_run(
     results: list,
     checked: tuple[Any, list],
 ) -> Path:
-    """The run folder (report.json, arrays.npz) and its report.html."""
-    from diffad.cli._images import image_entries, model_summary
-    from diffad.cli.localize import finish_report, run_context
+    """Write the run folder (report.json, arrays.npz) and its report.html; the html's path.
+
+    ``results`` holds one SelectiveTestResult per image, or the error message of an image
+    whose test failed; ``checked`` is the healthy calibration check and its p-values.
+    """
+    from diffad.report.entries import (
+        add_region_results,
+        finish_report,
+        image_entries,
+        model_summary,
+        run_context,
+    )
     from diffad.report.run_folder import save_run
 
     check, check_p = checked
-    maps = arrays["maps"]
-    masks = maps > loc.pixel_thresholds_[99] if hasattr(loc, "pixel_thresholds_") else None
+    masks = loc.masks_from_maps(arrays["maps"]) if hasattr(loc, "threshold_") else None
     entries = image_entries(loc, names, scores, masks, q=None)
-    for entry, res in zip(entries, results, strict=True):
-        entry.update(
-            region_pixels=res.region_size,
-            p_selective=res.p_value,
-            p_selective_bounds=None if res.p_value_bounds is None else list(res.p_value_bounds),
-            p_naive=res.naive_p_value,
-            rejected=decision(res, args.alpha) == "reject" if res.selected else False,
-            test_message=res.message or None,
-        )
+    add_region_results(entries, results, args.alpha, exact=args.termination != "decision")
     calibration = None
     if check is not None:
         calibration = {**check.to_dict(), "message": check.message(), "p_values": check_p}
@@ -250,11 +227,16 @@ def write_run(
         "synthetic_lesions": False,
         "images": entries,
         "calibration": calibration,
-        "null_p_values": {"healthy check (selective)": [p for p in check_p if p is not None]},
+        # The check stops at its decisions, so its p-values are not exact: no QQ plot of them.
+        "null_p_values": {},
     }
     shape = arrays["images"].shape[1:]
-    arrays["regions"] = np.stack([r.region.reshape(shape).any(axis=0) for r in results])
+    arrays["regions"] = np.stack(
+        [
+            np.zeros(shape[1:], bool) if isinstance(r, str) else r.region.reshape(shape).any(0)
+            for r in results
+        ]
+    )
     if masks is not None:
         arrays["masks"] = masks
-    out = save_run(args.out, report, arrays)
-    return finish_report(out, overlays=False)
+    return finish_report(save_run(args.out, report, arrays))

@@ -137,9 +137,15 @@ def run(args: argparse.Namespace) -> int:
         score=args.score,
         image_score=args.image_score,
     ).fit(train.images)
+    out = loc.save(args.out)  # saved first: a calibration error must not lose the training
     if cal is not None:
-        loc.calibrate(cal.images)
-    out = loc.save(args.out)
+        try:
+            loc.calibrate(cal.images)
+        except ValueError as err:
+            raise ValueError(
+                f"the model is saved, uncalibrated, in {out}; calibration failed: {err}"
+            ) from err
+        loc.save(args.out)
     summary = {
         "images": len(train),
         "calibration_images": 0 if cal is None else len(cal),

@@ -86,8 +86,15 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "HSV"):
-                img = img.convert("RGB" if img.mode not in ("LA",) else "L")
+            if img.mode in ("P", "PA"):
+                # A palette picture is grey when every palette colour is (v, v, v).
+                rgb = np.asarray(img.convert("RGB"))
+                grey = bool(
+                    np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2])
+                )
+                img = img.convert("L" if grey else "RGB")
+            elif img.mode in ("RGBA", "LA", "CMYK", "YCbCr", "HSV"):
+                img = img.convert("L" if img.mode == "LA" else "RGB")
             if img.mode == "1":
                 img = img.convert("L")
             arr = np.asarray(img)

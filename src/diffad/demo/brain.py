@@ -71,7 +71,9 @@ def cache_root() -> Path:
 
 
 def _key(settings: dict[str, Any], seed: int) -> str:
-    text = json.dumps({"settings": settings, "seed": seed, "lesions": LESIONS, "v": 1})
+    from diffad import __version__
+
+    text = json.dumps({"settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__})
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -188,9 +190,9 @@ def _test_record(tester: Any, image: np.ndarray) -> dict[str, Any]:
 
 
 def _entries(loc: Any, data: dict[str, Any], scores: np.ndarray, maps: np.ndarray) -> list:
-    from diffad.cli._images import image_entries
+    from diffad.report.entries import image_entries
 
-    masks = maps > loc.pixel_thresholds_[99]
+    masks = loc.masks_from_maps(maps)
     entries = image_entries(loc, data["names"], scores, masks, Q)
     for entry, lesion in zip(entries, data["has_lesion"], strict=True):
         entry["has_lesion"] = bool(lesion)
@@ -203,6 +205,7 @@ def region_tests(
     """Selective p-value of each test image's flagged region, into ``entries``; the regions."""
     from tqdm.auto import tqdm
 
+    from diffad.selective.result import reject_at
     from diffad.selective.selective_test import SelectiveTest
 
     # p bracketed to 0.01 is plenty for a report that shows 3 digits; the decision at alpha
@@ -216,30 +219,10 @@ def region_tests(
         regions.append(np.asarray(rec["region"], dtype=bool))
         for key in ("region_pixels", "p_selective", "p_selective_bounds", "p_naive"):
             entry[key] = rec[key]
-        bounds = entry["p_selective_bounds"]
-        entry["rejected"] = bool(bounds is not None and bounds[1] < ALPHA)
-    return np.stack(regions)
-
-
-def healthy_check(
-    loc: Any, n_check: int, results: ResultCache, verbose: bool
-) -> tuple[Any, list[float | None]]:
-    """The healthy calibration check on ``n_check`` of the model's kept-aside healthy slices
-    (decision mode: only p < alpha or not matters), and their p-values."""
-    from tqdm.auto import tqdm
-
-    from diffad.selective.noise import healthy_rejection_rate
-    from diffad.selective.selective_test import SelectiveTest
-
-    checker = SelectiveTest(loc, device="cpu", termination="decision", alpha=ALPHA)
-    check_images = loc.check_images_[:n_check]
-    p_values = [
-        results.get_or_run(f"check/{k}", lambda x=x: _test_record(checker, x))["p_selective"]
-        for k, x in enumerate(
-            tqdm(check_images, desc="healthy calibration check", disable=not verbose)
+        entry["rejected"] = (
+            reject_at(entry["p_selective_bounds"], ALPHA) if rec["region_pixels"] else False
         )
-    ]
-    return healthy_rejection_rate(p_values, ALPHA), p_values
+    return np.stack(regions)
 
 
 def run_brain_demo(
@@ -267,10 +250,10 @@ def run_brain_demo(
     log : callable
         Receives one line of text per step.
     """
-    from diffad.cli._images import model_summary
-    from diffad.cli.localize import run_context
-    from diffad.report.render import render_report
+    from diffad.report.entries import finish_report, model_summary, run_context
     from diffad.report.run_folder import save_run
+    from diffad.selective.noise import healthy_check
+    from diffad.selective.selective_test import SelectiveTest
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]
@@ -292,7 +275,13 @@ def run_brain_demo(
     log(f"conformal p-values + Benjamini-Hochberg at q = {Q}: {n_sel} images selected")
     results = ResultCache(folder / "tests.jsonl")
     regions = region_tests(loc, images, entries, results, verbose)
-    check, check_p = healthy_check(loc, settings["n_check"], results, verbose)
+    check, check_p = healthy_check(
+        SelectiveTest(loc, device="cpu"),
+        loc.check_images_[: settings["n_check"]],  # kept in random order by calibrate()
+        ALPHA,
+        verbose,
+        cached=lambda k, compute: results.get_or_run(f"check/{k}", lambda: {"p": compute()})["p"],
+    )
     log(check.message())
     report = {
         "kind": "demo",
@@ -309,7 +298,6 @@ def run_brain_demo(
             "conformal, healthy test slices": [
                 e["p_conformal"] for e in entries if not e["has_lesion"]
             ],
-            "selective, healthy check slices": [p for p in check_p if p is not None],
         },
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -317,8 +305,8 @@ def run_brain_demo(
         "images": images,
         "reconstructions": rec,
         "maps": maps,
-        "masks": maps > loc.pixel_thresholds_[99],
+        "masks": loc.masks_from_maps(maps),
         "regions": regions,
         "truth": data["truth"],
     }
-    return render_report(save_run(out, report, arrays))
+    return finish_report(save_run(out, report, arrays))

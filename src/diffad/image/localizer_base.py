@@ -26,15 +26,17 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
-from torch.nn import functional as F
 
 from diffad.image import IMAGE_SCORES, SCORES
 from diffad.image.batch import as_image_batch
 from diffad.image.preprocessing import ImagePreprocessing
 from diffad.image.scores import anomaly_score
+from diffad.selective.affine import mean_filter_pair
 from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
 
 PIXEL_LEVELS = (95, 99)
+#: Reconstruction seed of the first calibration image (far from the test images' 0, 1, ...).
+CALIBRATION_SEED = 1_000_000_000
 
 
 class ImageLocalizer(BaseEstimator):
@@ -156,12 +158,19 @@ class ImageLocalizer(BaseEstimator):
         self._check_calibrated()
         return (self.decision_function(images, seed) > self.threshold_).astype(int)
 
-    def predict_masks(self, images: Any, level: int = 99, seed: int = 0) -> np.ndarray:
-        """Binary masks (N, H, W): pixels above the healthy ``level``-th percentile (95/99)."""
+    def masks_from_maps(self, maps: np.ndarray, level: int = 99) -> np.ndarray:
+        """Binary masks (N, H, W) of maps: pixels above the healthy ``level``-th percentile."""
         self._check_calibrated()
         if level not in self.pixel_thresholds_:
             raise ValueError(f"level must be one of {sorted(self.pixel_thresholds_)}, got {level}")
-        return self._maps(self.prepare(images), seed) > self.pixel_thresholds_[level]
+        return np.asarray(maps) > self.pixel_thresholds_[level]
+
+    def predict_masks(self, images: Any, level: int = 99, seed: int = 0) -> np.ndarray:
+        """Binary masks (N, H, W): pixels above the healthy ``level``-th percentile (95/99)."""
+        self._check_calibrated()
+        if level not in self.pixel_thresholds_:  # checked before the (costly) maps
+            raise ValueError(f"level must be one of {sorted(self.pixel_thresholds_)}, got {level}")
+        return self.masks_from_maps(self._maps(self.prepare(images), seed), level)
 
     # ------------------------------------------------------------------ calibration
     def _check_calibrated(self) -> None:
@@ -173,7 +182,8 @@ class ImageLocalizer(BaseEstimator):
         check_fraction: float = 0.5,
         noise_kind: str = "auto",
         lam_percentile: float = 99.0,
-        seed: int = 0,
+        seed: int = CALIBRATION_SEED,
+        filter_size: int = 3,
     ) -> ImageLocalizer:
         """Thresholds, noise model and default λ from healthy images not used in training.
 
@@ -184,13 +194,17 @@ class ImageLocalizer(BaseEstimator):
         check_fraction : float
             Share kept aside (``check_images_``) for the healthy calibration check of the
             region test; the rest estimates the reference, the noise covariance and λ.
-        noise_kind : {"auto", "scalar", "pixel", "full"}
+        noise_kind : {"auto", "local", "full", "pixel", "scalar"}
             Form of the noise covariance (:func:`diffad.selective.noise.estimate_noise_model`).
         lam_percentile : float
             λ = this percentile of |K ∗ (D(X) − X)| over the estimation images' pixels, so
             that about 1 % of a healthy image's pixels are selected.
         seed : int
-            Reconstruction seed.
+            Reconstruction seed of the first image (image i uses seed + i). The default is far
+            from the seeds test images use (0, 1, ...), so that no test image shares its
+            reconstruction noise with a calibration image and their scores stay exchangeable.
+        filter_size : int
+            Side of the mean filter K of the region test (its ``filter_size``).
 
         Returns
         -------
@@ -212,16 +226,15 @@ class ImageLocalizer(BaseEstimator):
         self.pixel_thresholds_ = {lvl: float(np.percentile(maps, lvl)) for lvl in PIXEL_LEVELS}
         perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
         n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
-        check, est = np.sort(perm[:n_check]), np.sort(perm[n_check:])
+        # The check images stay in random order: any first k of them are a random sample.
+        check, est = perm[:n_check], np.sort(perm[n_check:])
         model = estimate_noise_model(data[est], noise_kind)
         self.reference_ = model.reference.astype(np.float64)
         self.reference_var_factor_ = model.reference_var_factor
         self.noise_var_ = model.noise_var
         self.noise_kind_ = model.kind
-        filtered = F.avg_pool2d(
-            torch.from_numpy(np.asarray(rec[est] - data[est], dtype=np.float64)),
-            3, stride=1, padding=1, count_include_pad=True,
-        )  # fmt: skip
+        diff = torch.from_numpy(np.asarray(rec[est] - data[est], dtype=np.float64))
+        filtered = mean_filter_pair(diff, int(filter_size))
         self.lam_ = float(np.percentile(filtered.abs().numpy(), lam_percentile))
         self.check_images_ = data[check]
         return self

@@ -17,8 +17,8 @@ checkpoint. It fixes:
   [0, 1] and only checks that they are.
 
 Raw images are 2-D arrays (H, W), colour arrays (H, W, 3), or stacks of either: a NumPy array
-(N, H, W) is N grey images and (N, H, W, 3) N colour images. Arrays of shape (N, C, H, W) are
-already in model layout and are only checked.
+(N, H, W) is N grey images and (N, H, W, 3) N colour images. Arrays of shape (N, C, H, W) are raw images
+in channel-first layout; they are scaled like any other.
 """
 
 from __future__ import annotations

@@ -85,15 +85,13 @@ def decision(entry: dict[str, Any], alpha: float | None, report_alpha: float | N
         return "reject" if entry["rejected"] else "no evidence"
     if alpha is None:
         return MISSING
+    from diffad.selective.result import reject_at
+
     p, bounds = entry.get("p_selective"), entry.get("p_selective_bounds")
-    if p is not None:
-        return "reject" if p < alpha else "no evidence"
-    if bounds:
-        if bounds[1] < alpha:
-            return "reject"
-        if bounds[0] >= alpha:
-            return "no evidence"
-    return MISSING
+    if not bounds and p is not None:
+        bounds = [p, p]
+    verdict = reject_at(bounds, alpha)  # the bracket decides: an undecided one stays "—"
+    return MISSING if verdict is None else ("reject" if verdict else "no evidence")
 
 
 def common_vmax(maps: np.ndarray) -> float:

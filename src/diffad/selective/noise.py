@@ -26,6 +26,7 @@ calibration check of :func:`healthy_rejection_rate`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +42,22 @@ TAPER_RADIUS = 4.0
 
 
 def wendland_taper(height: int, width: int, channels: int, radius: float) -> np.ndarray:
-    """(C·H·W)² matrix of the Wendland taper of the pixels' distance (channels of one pixel
-    are at distance 0)."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    pos = np.tile(np.stack([yy.ravel(), xx.ravel()], axis=1), (channels, 1)).astype(np.float64)
-    d = np.sqrt(((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)) / radius
+    """The Wendland taper (1 − d/r)⁴₊(1 + 4d/r) of every pair of pixels.
+
+    Parameters
+    ----------
+    height, width, channels : int
+        Image layout (C, H, W); the channels of one pixel are at distance 0.
+    radius : float
+        r, the support in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (C·H·W, C·H·W) float64, in the flattened (C, H, W) order.
+    """
+    yy, xx = (np.tile(v.ravel().astype(np.float64), channels) for v in np.mgrid[0:height, 0:width])
+    d = np.hypot(yy[:, None] - yy[None, :], xx[:, None] - xx[None, :]) / radius
     return np.where(d < 1, (1 - d) ** 4 * (1 + 4 * d), 0.0)
 
 
@@ -62,7 +74,7 @@ class NoiseModel:
     noise_var : float or numpy.ndarray
         Σ: a scalar variance, per-pixel variances (C, H, W), or a (C·H·W)² matrix.
     kind : str
-        ``"scalar"``, ``"pixel"`` or ``"full"``.
+        ``"scalar"``, ``"pixel"``, ``"full"`` or ``"local"``.
     n_images : int
         Healthy images used.
     """
@@ -81,9 +93,9 @@ def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
     ----------
     images : array-like
         Healthy images (N, C, H, W) in model layout, N >= 2.
-    kind : {"auto", "scalar", "pixel", "full"}
-        Form of Σ; ``"auto"`` is ``"full"`` up to ``FULL_MAX_PIXELS`` pixels, else
-        ``"pixel"``.
+    kind : {"auto", "local", "full", "pixel", "scalar"}
+        Form of Σ; ``"auto"`` is ``"local"`` up to ``FULL_MAX_PIXELS`` values (C·H·W), else
+        ``"pixel"`` (which ignores spatial correlation: check the healthy calibration check).
 
     Returns
     -------
@@ -130,25 +142,26 @@ def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
 
 @dataclass(eq=False)
 class CalibrationCheck:
-    """Fraction of healthy images whose selective p-value falls below α.
+    """Fraction of tested healthy images whose selective p-value falls below α.
 
-    Under a valid test it is at most α (up to sampling error); the binomial band says how
-    far it can be from α by chance alone.
+    The selective test promises P(p < α | a region is selected) ≤ α, so the rate is taken
+    over the healthy images that had a region; under a valid test it is at most α up to
+    sampling error, which the binomial band bounds.
 
     Attributes
     ----------
     alpha : float
         Level.
     n_healthy : int
-        Healthy images tested (those with a non-empty region; the others cannot reject).
+        Healthy images tested (those with a non-empty region).
     n_rejected : int
         Of those, how many had p < α.
     n_images : int
         Healthy images looked at, with or without a region.
     healthy_rejection_rate : float
-        n_rejected / n_images: the false-positive rate of the whole procedure.
+        n_rejected / n_healthy (0 when no image had a region).
     band : tuple of float
-        95 % Clopper-Pearson interval of that rate.
+        95 % Clopper-Pearson interval of that rate ((0, 1) when no image had a region).
     adequate : bool
         Whether α lies at or above the band's lower end (no evidence of too many rejections).
     """
@@ -164,6 +177,11 @@ class CalibrationCheck:
     def message(self) -> str:
         """One line for the user."""
         lo, hi = self.band
+        if self.n_healthy == 0:
+            return (
+                f"healthy calibration check: none of {self.n_images} held-out healthy images "
+                "had a region to test; nothing to check"
+            )
         verdict = (
             "consistent with a valid test"
             if self.adequate
@@ -171,9 +189,10 @@ class CalibrationCheck:
             "images; do not trust the selective p-values"
         )
         return (
-            f"healthy calibration check: {self.n_rejected} of {self.n_images} held-out healthy "
-            f"images rejected at alpha = {self.alpha:g} (rate {self.healthy_rejection_rate:.3f}, "
-            f"95 % band [{lo:.3f}, {hi:.3f}]): {verdict}"
+            f"healthy calibration check: {self.n_rejected} of {self.n_healthy} held-out healthy "
+            f"images with a region rejected at alpha = {self.alpha:g} (rate "
+            f"{self.healthy_rejection_rate:.3f}, 95 % band [{lo:.3f}, {hi:.3f}]; "
+            f"{self.n_images - self.n_healthy} had no region): {verdict}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,13 +208,62 @@ class CalibrationCheck:
         }
 
 
+def healthy_check(
+    tester: Any,
+    images: Any,
+    alpha: float = 0.05,
+    verbose: bool = False,
+    cached: Callable[[int, Callable[[], float | None]], float | None] | None = None,
+) -> tuple[CalibrationCheck, list[float | None]]:
+    """Run the region test on healthy images and summarise it with :func:`healthy_rejection_rate`.
+
+    Parameters
+    ----------
+    tester : SelectiveTest
+        The test to check (a copy stops as soon as p < alpha or p >= alpha is certain: only
+        the decision counts here).
+    images : array-like
+        Healthy images the reference, noise model and λ were not estimated from (e.g. a
+        calibrated localiser's ``check_images_``).
+    alpha : float
+        Level.
+    verbose : bool
+        Progress bar.
+    cached : callable, optional
+        ``cached(k, compute)`` returns image k's p-value, calling ``compute()`` only when it
+        does not have it (for resumable runs).
+
+    Returns
+    -------
+    CalibrationCheck, list of float or None
+        The check and each image's p-value (None: no region). The p-values stop at the
+        decision, so they are brackets' estimates, not exact p-values.
+    """
+    import copy
+
+    from tqdm.auto import tqdm
+
+    checker = copy.copy(tester)
+    checker.termination, checker.alpha = "decision", alpha
+
+    def p_value(x: np.ndarray) -> float | None:
+        res = checker.test(np.asarray(x, dtype=np.float64))
+        return float(res.p_value) if res.selected else None
+
+    p_values = []
+    for k, x in enumerate(tqdm(images, desc="healthy calibration check", disable=not verbose)):
+        compute = lambda x=x: p_value(x)  # noqa: E731 - bound per image
+        p_values.append(cached(k, compute) if cached else compute())
+    return healthy_rejection_rate(p_values, alpha), p_values
+
+
 def healthy_rejection_rate(p_values: list[float | None], alpha: float = 0.05) -> CalibrationCheck:
     """The calibration check from the selective p-values of held-out healthy images.
 
     Parameters
     ----------
     p_values : list of float or None
-        One per healthy image; None where no region was selected (never a rejection).
+        One per healthy image; None where no region was selected (not tested).
     alpha : float
         Level.
     """
@@ -204,14 +272,15 @@ def healthy_rejection_rate(p_values: list[float | None], alpha: float = 0.05) ->
     if not p_values:
         raise ValueError("no healthy images to check")
     tested = [p for p in p_values if p is not None]
-    k = sum(p < alpha for p in tested)
-    n = len(p_values)
+    k, n = sum(p < alpha for p in tested), len(tested)
+    if n == 0:
+        return CalibrationCheck(float(alpha), 0, 0, len(p_values), 0.0, (0.0, 1.0), True)
     ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     return CalibrationCheck(
         alpha=float(alpha),
-        n_healthy=len(tested),
+        n_healthy=n,
         n_rejected=int(k),
-        n_images=n,
+        n_images=len(p_values),
         healthy_rejection_rate=k / n,
         band=(float(ci.low), float(ci.high)),
         adequate=bool(ci.low <= alpha),

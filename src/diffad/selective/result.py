@@ -10,6 +10,20 @@ import numpy as np
 NO_REGION = "no region selected"
 
 
+def reject_at(bounds: tuple[float, float] | list[float] | None, alpha: float) -> bool | None:
+    """The test's decision at level ``alpha`` from the p-value's bracket [lo, hi]: True when
+    hi < alpha, False when lo >= alpha, None (undecided) when the bracket straddles alpha or
+    there is no p-value."""
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    if hi < alpha:
+        return True
+    if lo >= alpha:
+        return False
+    return None
+
+
 @dataclass(eq=False)
 class SelectiveTestResult:
     """Result of :meth:`SelectiveTest.test`.
@@ -65,6 +79,14 @@ class SelectiveTestResult:
     def selected(self) -> bool:
         """Whether a region was selected (and tested)."""
         return self.region_size > 0
+
+    def decision(self, alpha: float) -> str:
+        """``"reject"``, ``"no evidence"``, ``"undecided"`` (the p bracket straddles alpha)
+        or ``"no region"``, at level ``alpha``."""
+        if not self.selected:
+            return "no region"
+        bounds = self.p_value_bounds or (self.p_value, self.p_value)
+        return {True: "reject", False: "no evidence", None: "undecided"}[reject_at(bounds, alpha)]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the region as a nested list of 0/1)."""
