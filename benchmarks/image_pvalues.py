@@ -44,7 +44,7 @@ from diffad.bench.results import write_json
 from diffad.conformal.fdr import benjamini_hochberg
 from diffad.conformal.p_values import conformal_p_values
 from diffad.data.synthetic import lesion_dataset
-from diffad.demo.brain import LESIONS, SETTINGS
+from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.selective.comparators import bonferroni_p_value
 from diffad.selective.noise import healthy_rejection_rate
@@ -54,24 +54,8 @@ ALPHA = 0.05
 
 
 def train(images: np.ndarray, seed: int) -> DDPMLocalizer:
-    """A localiser with the full demo's settings."""
-    s = SETTINGS["full"]
-    return DDPMLocalizer(
-        unet={"channels": s["channels"]},
-        t_start=s["t_start"],
-        ddim_steps=s["ddim_steps"],
-        train_steps=s["train_steps"],
-        batch_size=32,
-        lr=2e-3,
-        hflip=True,
-        max_shift=2,
-        max_train_t=s["t_start"],
-        random_state=seed,
-        device="cpu",
-        verbose=False,
-        score="l1",
-        image_score="mean",
-    ).fit(images)
+    """A localiser with the full demo's settings, fitted on ``images``."""
+    return demo_localizer(SETTINGS["full"], seed).fit(images)
 
 
 def band(k: int, n: int) -> list[float]:

@@ -115,6 +115,29 @@ def demo_data(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
+def demo_localizer(settings: dict[str, Any], seed: int, verbose: bool = False) -> Any:
+    """The demo's unfitted DDPMLocalizer for ``settings`` (one of :data:`SETTINGS`)."""
+    from diffad.image.ddpm_localizer import DDPMLocalizer
+
+    return DDPMLocalizer(
+        unet={"channels": settings["channels"]},
+        t_start=settings["t_start"],
+        ddim_steps=settings["ddim_steps"],
+        train_steps=settings["train_steps"],
+        batch_size=32,
+        lr=2e-3,
+        hflip=True,
+        max_shift=2,
+        # Localisation never calls the network above t_start: train only there.
+        max_train_t=settings["t_start"],
+        random_state=seed,
+        device="cpu",
+        verbose=verbose,
+        score="l1",
+        image_score="mean",
+    )
+
+
 def cached_model(
     settings: dict[str, Any], data: dict[str, Any], folder: Path, seed: int, verbose: bool
 ) -> tuple[Any, bool]:
@@ -127,22 +150,7 @@ def cached_model(
         loc = DDPMLocalizer.load(model_dir, device="cpu")
         loc.set_params(verbose=verbose)
         return loc, True
-    loc = DDPMLocalizer(
-        unet={"channels": settings["channels"]},
-        t_start=settings["t_start"],
-        ddim_steps=settings["ddim_steps"],
-        train_steps=settings["train_steps"],
-        batch_size=32,
-        lr=2e-3,
-        hflip=True,
-        max_shift=2,
-        max_train_t=settings["t_start"],
-        random_state=seed,
-        device="cpu",
-        verbose=verbose,
-        score="l1",
-        image_score="mean",
-    ).fit(data["train"])
+    loc = demo_localizer(settings, seed, verbose).fit(data["train"])
     loc.calibrate(data["calibration"], lam_percentile=settings["lam_percentile"])
     tmp = folder / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)

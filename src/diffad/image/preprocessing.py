@@ -16,9 +16,9 @@ checkpoint. It fixes:
   images come from different scanners or exposures); ``"none"`` takes images already in
   [0, 1] and only checks that they are.
 
-Raw images are 2-D arrays (H, W), colour arrays (H, W, 3), or stacks of either: a NumPy array
-(N, H, W) is N grey images and (N, H, W, 3) N colour images. Arrays of shape (N, C, H, W) are raw images
-in channel-first layout; they are scaled like any other.
+Raw images are a 2-D array (H, W) (one grey image), a 3-D array (N, H, W) (N grey images), a
+4-D array (N, C, H, W) (N images in channel-first layout, C = 1 or 3), or a list of (H, W) /
+(H, W, 3) pictures, as the file readers return them. All are scaled alike.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from diffad.report import figures
-from diffad.report.render import common_vmax
+from diffad.report.render import common_vmax, image_figure
 from diffad.report.run_folder import load_run
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -43,16 +42,8 @@ def write_overlays(folder: str | os.PathLike) -> list[Path]:
     written = []
     for entry in report["images"]:
         i = int(entry["id"])
-        uri = figures.image_panel(
-            arrays["images"][i],
-            arrays["reconstructions"][i],
-            arrays["maps"][i],
-            arrays["masks"][i] if "masks" in arrays else None,
-            region=arrays["regions"][i] if "regions" in arrays else None,
-            truth=arrays["truth"][i] if "truth" in arrays else None,
-            vmax=vmax,
-            title=f"{entry['name']}: image score {entry['image_score']:.4g}",
-        )
+        title = f"{entry['name']}: image score {entry['image_score']:.4g}"
+        uri = image_figure(arrays, i, vmax, title)
         path = out / overlay_name(entry["name"], taken)
         path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
         written.append(path)

@@ -275,16 +275,29 @@ def _image_row(
         "p_naive": format_p(entry.get("p_naive")),
         "decision": decision(entry, alpha, report_alpha),
         "test_message": entry.get("test_message"),
-        "figure": figures.image_panel(
-            arrays["images"][i],
-            arrays["reconstructions"][i],
-            arrays["maps"][i],
-            arrays["masks"][i] if "masks" in arrays else None,
-            region=arrays["regions"][i] if "regions" in arrays else None,
-            truth=arrays["truth"][i] if "truth" in arrays else None,
-            vmax=vmax,
-        ),
+        "figure": image_figure(arrays, i, vmax),
     }
+
+
+def image_figure(
+    arrays: dict[str, np.ndarray], i: int, vmax: float, title: str | None = None
+) -> str:
+    """The panel of image ``i`` of a run's arrays (PNG data URI; see
+    :func:`diffad.report.figures.image_panel`), its map on the scale 0 to ``vmax``."""
+
+    def row(name: str) -> np.ndarray | None:
+        return arrays[name][i] if name in arrays else None
+
+    return figures.image_panel(
+        arrays["images"][i],
+        arrays["reconstructions"][i],
+        arrays["maps"][i],
+        row("masks"),
+        region=row("regions"),
+        truth=row("truth"),
+        vmax=vmax,
+        title=title,
+    )
 
 
 def _environment() -> Environment:
