@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from diffad.cli._images import add_input_args, add_runtime_args, read_images, set_threads
-from diffad.image import IMAGE_SCORES, SCORES
+from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
 from diffad.image.preprocessing import INTENSITIES, describe
-
-MIN_CALIBRATION = 4
 
 
 def parse_channels(text: str) -> list[int]:
@@ -93,10 +91,10 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     if not 0 <= fraction < 1:
         raise ValueError(f"--calibration-fraction must be in [0, 1), got {fraction}")
     n_cal = int(round(fraction * n))
-    if fraction > 0 and (n_cal < MIN_CALIBRATION or n - n_cal < 2):
+    if fraction > 0 and (n_cal < MIN_CALIBRATION_IMAGES or n - n_cal < 2):
         raise ValueError(
             f"{n} image(s) are too few to hold out {fraction:g} for calibration (needs "
-            f"{MIN_CALIBRATION} calibration and 2 training images); give --calibration or "
+            f"{MIN_CALIBRATION_IMAGES} calibration and 2 training images); give --calibration or "
             "--calibration-fraction 0"
         )
     perm = np.random.default_rng(seed).permutation(n)

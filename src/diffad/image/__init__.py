@@ -8,6 +8,8 @@ from diffad._lazy import lazy_exports
 SCORES: tuple[str, ...] = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
 #: How a localiser turns a map into one image score (max, mean or 99th percentile).
 IMAGE_SCORES: tuple[str, ...] = ("max", "mean", "p99")
+#: Fewest healthy images ``calibrate`` accepts (half estimate the noise, half check it).
+MIN_CALIBRATION_IMAGES = 4
 
 _EXPORTS = {
     "DDPMLocalizer": "diffad.image.ddpm_localizer",

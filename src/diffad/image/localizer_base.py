@@ -27,7 +27,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from diffad.image import IMAGE_SCORES, SCORES
+from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
 from diffad.image.batch import as_image_batch
 from diffad.image.preprocessing import ImagePreprocessing
 from diffad.image.scores import anomaly_score
@@ -211,8 +211,11 @@ class ImageLocalizer(BaseEstimator):
         self
         """
         data = self.prepare(healthy_images)
-        if len(data) < 4:
-            raise ValueError(f"need at least 4 healthy calibration images, got {len(data)}")
+        if len(data) < MIN_CALIBRATION_IMAGES:
+            raise ValueError(
+                f"need at least {MIN_CALIBRATION_IMAGES} healthy calibration images, "
+                f"got {len(data)}"
+            )
         if not 0 < check_fraction < 1:
             raise ValueError(f"check_fraction must be in (0, 1), got {check_fraction}")
         if noise_kind not in NOISE_KINDS:
