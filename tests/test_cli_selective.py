@@ -111,3 +111,20 @@ def test_uncalibrated_model_needs_a_reference(files, capsys):
     argv = ["test", "--model", str(files / "bare"), "--images", str(files / "x.npy")]
     assert main(argv + ["--quiet", "--noise-var", "1"]) == 2
     assert "not calibrated" in capsys.readouterr().err
+
+
+def test_results_stream_to_jsonl_and_a_rerun_resumes(files, capsys):
+    out = files / "stream.jsonl"
+    argv = _args(files, "--images", str(files / "stack.npy"), "--npy-3d", "stack")
+    argv += ["--out", str(out), "--check", "0"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out.splitlines()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3 and all('"settings"' in ln for ln in lines)
+    assert main(argv) == 0  # everything is done: nothing recomputed, the same answers
+    second = capsys.readouterr().out.splitlines()
+    assert second[0] == f"resuming: 3 result(s) already in {out}"
+    assert second[1:] == first and len(out.read_text().splitlines()) == 3
+    assert main(argv + ["--seed", "1"]) == 0  # other settings: computed afresh
+    assert "resuming" not in capsys.readouterr().out
+    assert len(out.read_text().splitlines()) == 6

@@ -90,7 +90,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="healthy images of the calibration check (default: all the model kept; 0: skip)",
     )
     p.add_argument("--resize", action="store_true", help="resize images to the model's size")
-    p.add_argument("--out", default=None, help="output folder (report.json, arrays, html)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (results.jsonl, report.json, arrays.npz, report.html), or a "
+        ".jsonl file (results only); each p-value is written as it finishes and a rerun "
+        "with the same --out and options resumes",
+    )
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -159,15 +165,22 @@ def run(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         device=args.device,
     )
+    log = result_log(args)
+    if log is not None and len(log):
+        print(f"resuming: {len(log)} result(s) already in {log.path}")
     results: list[Any] = []
     pairs = list(zip(raw.names, data, strict=True))
     for name, x in tqdm(pairs, desc="p-values", disable=args.quiet):
-        try:
-            res: Any = tester.test(x, reference, method=args.method)
-        except (ValueError, RuntimeError) as err:
-            if len(pairs) == 1:
-                raise ValueError(str(err)) from err  # one image: its error is the answer
-            res = str(err)  # one failing image does not stop the others
+        res = None if log is None else log.get(name)
+        if res is None:
+            try:
+                res = tester.test(x, reference, method=args.method)
+            except (ValueError, RuntimeError) as err:
+                if len(pairs) == 1:
+                    raise ValueError(str(err)) from err  # one image: its error is the answer
+                res = str(err)  # one failing image does not stop the others
+            if log is not None:
+                log.put(name, res)
         results.append(res)
         tqdm.write(f"{name}: {describe(res, args.termination, args.alpha)}")
     check, check_p = None, []
@@ -180,11 +193,32 @@ def run(args: argparse.Namespace) -> int:
 
         check, check_p = healthy_check(tester, kept[:n_check], args.alpha, not args.quiet)
         print(check.message())
-    if args.out:
+    if args.out and not args.out.endswith(".jsonl"):
         arrays = {"images": data, "reconstructions": rec, "maps": maps}
         html = write_run(args, loc, raw.names, arrays, scores, results, (check, check_p))
         print(f"report: {html}")
     return 0
+
+
+def result_log(args: argparse.Namespace) -> Any:
+    """The JSON-lines log of finished p-values: ``--out`` itself when it ends in ``.jsonl``,
+    else ``OUT/results.jsonl``; None without ``--out``. Its settings are the model's files and
+    every option a p-value depends on, so a rerun resumes only an identical run."""
+    if not args.out:
+        return None
+    from diffad.selective.result_log import ResultLog
+
+    path = Path(args.out) if args.out.endswith(".jsonl") else Path(args.out) / "results.jsonl"
+    model_files = sorted(Path(args.model).glob("*"))
+    settings = {
+        "model": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in model_files],
+        **{
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("func", "command", "out", "quiet", "threads", "check", "device")
+        },
+    }
+    return ResultLog(path, settings)
 
 
 def write_run(

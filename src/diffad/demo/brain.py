@@ -159,44 +159,6 @@ def cached_model(
     return loc, False
 
 
-class ResultCache:
-    """Finished selective tests, one JSON line each, so an interrupted run resumes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.done[rec["key"]] = rec
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut by an interruption
-
-    def get_or_run(self, key: str, run: Any) -> dict[str, Any]:
-        """The cached record of ``key``, or ``run()``'s record, appended to the file."""
-        if key not in self.done:
-            rec = {"key": key, **run()}
-            with self.path.open("a") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            self.done[key] = rec
-        return self.done[key]
-
-
-def _test_record(tester: Any, image: np.ndarray) -> dict[str, Any]:
-    res = tester.test(image.astype(np.float64))
-    return {
-        "region": res.region.reshape(image.shape).any(axis=0).tolist(),
-        "region_pixels": res.region_size,
-        "p_selective": res.p_value,
-        "p_selective_bounds": None
-        if res.p_value_bounds is None
-        else [float(b) for b in res.p_value_bounds],
-        "p_naive": res.naive_p_value,
-        "seconds": res.seconds,
-    }
-
-
 def _entries(loc: Any, data: dict[str, Any], scores: np.ndarray, maps: np.ndarray) -> list:
     from diffad.report.entries import image_entries
 
@@ -208,29 +170,25 @@ def _entries(loc: Any, data: dict[str, Any], scores: np.ndarray, maps: np.ndarra
 
 
 def region_tests(
-    loc: Any, images: np.ndarray, entries: list, results: ResultCache, verbose: bool
+    loc: Any, images: np.ndarray, entries: list, results: Any, verbose: bool
 ) -> np.ndarray:
-    """Selective p-value of each test image's flagged region, into ``entries``; the regions."""
+    """Selective p-value of each test image's flagged region, into ``entries`` (finished
+    ones taken from ``results``, a :class:`~diffad.selective.result_log.ResultLog`); the
+    regions (N, H, W)."""
     from tqdm.auto import tqdm
 
-    from diffad.selective.result import reject_at
+    from diffad.report.entries import add_region_results
     from diffad.selective.selective_test import SelectiveTest
 
     # p bracketed to 0.01 is plenty for a report that shows 3 digits; the decision at alpha
     # uses the bracket, so it is exact.
     tester = SelectiveTest(loc, device="cpu", precision=PRECISION)
-    regions = []
-    for k, entry in enumerate(tqdm(entries, desc="region p-values", disable=not verbose)):
-        rec = results.get_or_run(
-            f"test/{k}/precision={PRECISION}", lambda k=k: _test_record(tester, images[k])
-        )
-        regions.append(np.asarray(rec["region"], dtype=bool))
-        for key in ("region_pixels", "p_selective", "p_selective_bounds", "p_naive"):
-            entry[key] = rec[key]
-        entry["rejected"] = (
-            reject_at(entry["p_selective_bounds"], ALPHA) if rec["region_pixels"] else False
-        )
-    return np.stack(regions)
+    done = [
+        results.get_or_run(f"test/{k}", lambda x=x: tester.test(x.astype(np.float64)))
+        for k, x in enumerate(tqdm(images, desc="region p-values", disable=not verbose))
+    ]
+    add_region_results(entries, done, ALPHA)
+    return np.stack([r.region.reshape(images.shape[1:]).any(axis=0) for r in done])
 
 
 def run_brain_demo(
@@ -261,6 +219,7 @@ def run_brain_demo(
     from diffad.report.entries import finish_report, model_summary, run_context
     from diffad.report.run_folder import save_run
     from diffad.selective.noise import healthy_check
+    from diffad.selective.result_log import ResultLog
     from diffad.selective.selective_test import SelectiveTest
 
     start = time.perf_counter()
@@ -274,21 +233,21 @@ def run_brain_demo(
         f"slices ({int(data['has_lesion'].sum())} with a SYNTHETIC lesion)"
     )
     loc, cached = cached_model(settings, data, folder, seed, verbose)
-    if not cached:
-        (folder / "tests.jsonl").unlink(missing_ok=True)  # results of an older model
     log(f"model: {'loaded from cache' if cached else 'trained'} ({folder / 'model'})")
     images, rec, maps, scores = loc.score_and_map(data["images"])
     entries = _entries(loc, data, scores, maps)
     n_sel = sum(e["bh_selected"] for e in entries)
     log(f"conformal p-values + Benjamini-Hochberg at q = {Q}: {n_sel} images selected")
-    results = ResultCache(folder / "tests.jsonl")
+    # Finished p-values, kept for a rerun of the same model (its training loss identifies it).
+    model_id = {"loss": float(loc.loss_history_[-1]), "precision": PRECISION, "alpha": ALPHA}
+    results = ResultLog(folder / "tests.jsonl", model_id)
     regions = region_tests(loc, images, entries, results, verbose)
     check, check_p = healthy_check(
         SelectiveTest(loc, device="cpu"),
         loc.check_images_[: settings["n_check"]],  # kept in random order by calibrate()
         ALPHA,
         verbose,
-        cached=lambda k, compute: results.get_or_run(f"check/{k}", lambda: {"p": compute()})["p"],
+        cached=lambda k, compute: results.get_or_run(f"check/{k}", compute),
     )
     log(check.message())
     report = {

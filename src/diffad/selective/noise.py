@@ -213,7 +213,7 @@ def healthy_check(
     images: Any,
     alpha: float = 0.05,
     verbose: bool = False,
-    cached: Callable[[int, Callable[[], float | None]], float | None] | None = None,
+    cached: Callable[[int, Callable[[], Any]], Any] | None = None,
 ) -> tuple[CalibrationCheck, list[float | None]]:
     """Run the region test on healthy images and summarise it with :func:`healthy_rejection_rate`.
 
@@ -230,8 +230,8 @@ def healthy_check(
     verbose : bool
         Progress bar.
     cached : callable, optional
-        ``cached(k, compute)`` returns image k's p-value, calling ``compute()`` only when it
-        does not have it (for resumable runs).
+        ``cached(k, compute)`` returns image k's test result, calling ``compute()`` only when
+        it does not have it (for resumable runs, e.g. ``ResultLog.get_or_run``).
 
     Returns
     -------
@@ -246,14 +246,11 @@ def healthy_check(
     checker = copy.copy(tester)
     checker.termination, checker.alpha = "decision", alpha
 
-    def p_value(x: np.ndarray) -> float | None:
-        res = checker.test(np.asarray(x, dtype=np.float64))
-        return float(res.p_value) if res.selected else None
-
     p_values = []
     for k, x in enumerate(tqdm(images, desc="healthy calibration check", disable=not verbose)):
-        compute = lambda x=x: p_value(x)  # noqa: E731 - bound per image
-        p_values.append(cached(k, compute) if cached else compute())
+        compute = lambda x=x: checker.test(np.asarray(x, dtype=np.float64))  # noqa: E731
+        res = cached(k, compute) if cached else compute()
+        p_values.append(float(res.p_value) if res.selected else None)
     return healthy_rejection_rate(p_values, alpha), p_values
 
 
