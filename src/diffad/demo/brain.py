@@ -40,9 +40,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "train_steps": 1500,
         "t_start": 150,
         "ddim_steps": 2,
-        "n_lesion": 6,
-        "n_healthy": 6,
-        "n_check": 10,
+        "n_lesion": 5,
+        "n_healthy": 5,
+        "n_check": 8,
         "lam_percentile": 99.0,
     },
     "quick": {
