@@ -72,3 +72,10 @@ def load_localizer(path: str, device: str | None, quiet: bool, resize: bool = Fa
             raise ValueError("this model has no stored preprocessing, so it cannot resize")
         loc.preprocessing_.resize = True
     return loc
+
+
+def check_levels(**levels: float) -> None:
+    """Each named level (``q=…``, ``alpha=…``) must be a probability strictly in (0, 1)."""
+    for name, value in levels.items():
+        if not 0 < value < 1:
+            raise ValueError(f"--{name} must be in (0, 1), got {value}")

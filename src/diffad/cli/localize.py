@@ -46,12 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load model and images, compute maps and scores, write the run folder and report."""
-    from diffad.cli._images import load_localizer, read_images, set_threads
+    from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
     from diffad.image.postprocess import foreground_mask, postprocess
     from diffad.report.entries import finish_report, image_entries, model_summary, run_context
     from diffad.report.run_folder import save_run
 
-    check_levels(args.q, args.alpha)
+    check_levels(q=args.q, alpha=args.alpha)
     set_threads(args.threads)
     loc = load_localizer(args.model, args.device, args.quiet, args.resize)
     raw = read_images(args, args.images, loc.image_shape_[1])
@@ -89,10 +89,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(raw)} images scored ({loc.image_score} of the {loc.score} map){what}")
     print(f"report: {html}")
     return 0
-
-
-def check_levels(q: float, alpha: float) -> None:
-    """``--q`` and ``--alpha`` must be probabilities strictly between 0 and 1."""
-    for name, value in (("--q", q), ("--alpha", alpha)):
-        if not 0 < value < 1:
-            raise ValueError(f"{name} must be in (0, 1), got {value}")

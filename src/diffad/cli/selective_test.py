@@ -139,15 +139,18 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
     from tqdm.auto import tqdm
 
-    from diffad.cli._images import load_localizer, read_images, set_threads
+    from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
     from diffad.selective.selective_test import SelectiveTest
 
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    check_levels(alpha=args.alpha)
     set_threads(args.threads)
     loc = load_localizer(args.model, args.device, args.quiet, args.resize)
     raw = read_images(args, args.images, loc.image_shape_[1])
-    data, rec, maps, scores = loc.score_and_map(raw.images, args.seed)
+    folder = bool(args.out) and not args.out.endswith(".jsonl")
+    if folder:  # the report shows maps and scores too
+        data, rec, maps, scores = loc.score_and_map(raw.images, args.seed)
+    else:
+        data = loc.prepare(raw.images)
     reference, factor = _reference(args, loc)
     tester = SelectiveTest(
         loc,
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
         check, check_p = healthy_check(tester, kept[:n_check], args.alpha, not args.quiet)
         print(check.message())
-    if args.out and not args.out.endswith(".jsonl"):
+    if folder:
         arrays = {"images": data, "reconstructions": rec, "maps": maps}
         html = write_run(args, loc, raw.names, arrays, scores, results, (check, check_p))
         print(f"report: {html}")

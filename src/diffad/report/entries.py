@@ -104,7 +104,7 @@ def add_region_results(
             continue
         bounds = None if res.p_value_bounds is None else [float(b) for b in res.p_value_bounds]
         if bounds is None and res.p_value is not None:
-            bounds = [float(res.p_value)] * 2
+            bounds = [float(res.p_value)] * 2  # an exact p is its own bracket in the report
         entry.update(
             region_pixels=res.region_size,
             p_selective=float(res.p_value) if exact and res.p_value is not None else None,

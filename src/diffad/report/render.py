@@ -87,10 +87,8 @@ def decision(entry: dict[str, Any], alpha: float | None, report_alpha: float | N
         return MISSING
     from diffad.selective.result import reject_at
 
-    p, bounds = entry.get("p_selective"), entry.get("p_selective_bounds")
-    if not bounds and p is not None:
-        bounds = [p, p]
-    verdict = reject_at(bounds, alpha)  # the bracket decides: an undecided one stays "—"
+    # The bracket decides: an undecided one stays "—".
+    verdict = reject_at(entry.get("p_selective_bounds"), alpha, entry.get("p_selective"))
     return MISSING if verdict is None else ("reject" if verdict else "no evidence")
 
 

@@ -10,12 +10,18 @@ import numpy as np
 NO_REGION = "no region selected"
 
 
-def reject_at(bounds: tuple[float, float] | list[float] | None, alpha: float) -> bool | None:
-    """The test's decision at level ``alpha`` from the p-value's bracket [lo, hi]: True when
-    hi < alpha, False when lo >= alpha, None (undecided) when the bracket straddles alpha or
-    there is no p-value."""
-    if bounds is None:
-        return None
+def reject_at(
+    bounds: tuple[float, float] | list[float] | None,
+    alpha: float,
+    p_value: float | None = None,
+) -> bool | None:
+    """The test's decision at level ``alpha`` from the p-value's bracket [lo, hi] (or, with no
+    bracket, the exact ``p_value``): True when hi < alpha, False when lo >= alpha, None
+    (undecided) when the bracket straddles alpha or there is no p-value."""
+    if not bounds:
+        if p_value is None:
+            return None
+        bounds = (p_value, p_value)
     lo, hi = bounds
     if hi < alpha:
         return True
@@ -85,8 +91,8 @@ class SelectiveTestResult:
         or ``"no region"``, at level ``alpha``."""
         if not self.selected:
             return "no region"
-        bounds = self.p_value_bounds or (self.p_value, self.p_value)
-        return {True: "reject", False: "no evidence", None: "undecided"}[reject_at(bounds, alpha)]
+        verdict = reject_at(self.p_value_bounds, alpha, self.p_value)
+        return {True: "reject", False: "no evidence", None: "undecided"}[verdict]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (the region as a nested list of 0/1)."""
