@@ -8,7 +8,6 @@ compares the image with its reconstruction D(X) (:mod:`diffad.image.scores`).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,13 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from diffad._deprecation import renamed_attribute, renamed_keyword, renamed_parameters
-from diffad.checkpoint import load_checkpoint, save_checkpoint
-from diffad.device import resolve_device
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.localizer_base import ImageLocalizer
 from diffad.image.scores import anomaly_score
+from diffad.selective.tracer import ReconstructionTracer
 
 _KIND = "DDPMLocalizer"
 _RENAMED = {"n_steps": "ddim_steps"}
@@ -159,28 +157,6 @@ class DDPMLocalizer(ImageLocalizer):
         return renamed_attribute(self, "schedule_", "noise_schedule_")
 
     # ------------------------------------------------------------------ configuration
-    def _unet_config(self, in_channels: int) -> UNetConfig:
-        """The architecture to build, with ``in_channels`` filled in from the data."""
-        if self.unet is None:
-            return UNetConfig(in_channels=in_channels)
-        if isinstance(self.unet, UNetConfig):
-            cfg = dict(asdict(self.unet))
-        elif isinstance(self.unet, dict):
-            cfg = dict(self.unet)
-            cfg.setdefault("in_channels", in_channels)
-        else:
-            raise ValueError(f"unet must be a UNetConfig, a dict or None, got {type(self.unet)}")
-        try:
-            config = UNetConfig(**cfg)
-        except TypeError as err:
-            raise ValueError(f"invalid unet configuration {cfg}: {err}") from err
-        if config.in_channels != in_channels:
-            raise ValueError(
-                f"unet.in_channels={config.in_channels} but the images have "
-                f"{in_channels} channel(s)"
-            )
-        return config
-
     def _check_params(self) -> None:
         if int(self.train_steps) < 1 or int(self.batch_size) < 1:
             raise ValueError("train_steps and batch_size must be >= 1")
@@ -217,6 +193,23 @@ class DDPMLocalizer(ImageLocalizer):
         )
         return ReconstructionChain.from_start(schedule, t_start, ddim_steps, eta=self.eta)
 
+    def region_tracer(
+        self,
+        shape: tuple[int, int, int],
+        seed: int,
+        filter_size: int,
+        device: torch.device | str,
+        t_start: int | None = None,
+        ddim_steps: int | None = None,
+    ) -> ReconstructionTracer:
+        """The tracer of the region-test map |K ∗ (D(X) − X)| along a line, for images of
+        ``shape`` and the reconstruction noise of ``seed`` (default chain: :meth:`chain`)."""
+        chain = self.chain(t_start, ddim_steps)
+        noises = chain.draw_noise((1, *shape), int(seed), "cpu")
+        return ReconstructionTracer(
+            self.model_.eval(), chain, noises, filter_size=int(filter_size), device=device
+        )
+
     # ------------------------------------------------------------------ training
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Random flips and integer shifts, drawn from ``gen`` (CPU) for reproducibility."""
@@ -240,18 +233,8 @@ class DDPMLocalizer(ImageLocalizer):
     def _fit_model(self, data: np.ndarray) -> None:
         """Train the ε-prediction network on prepared normal images (N, C, H, W)."""
         self._check_params()
-        if len(data) < 2:
-            # BatchNorm needs more than one value per channel in training mode.
-            raise ValueError(f"need at least 2 training images, got {len(data)}")
-        config = self._unet_config(data.shape[1])
-        device = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[]):
-            # Weight initialisation uses the global generator; fork it so that fitting is
-            # seeded without changing the caller's random state.
-            torch.manual_seed(int(self.random_state))
-            model = UNet(config)
-        model.check_input(torch.from_numpy(data[:1]))
-        model.to(device)
+        model = self._build_unet(data)
+        device = next(model.parameters()).device
         schedule = NoiseSchedule.linear(self.num_train_steps, self.beta_start, self.beta_end)
         t_high = self.num_train_steps if self.max_train_t is None else int(self.max_train_t) + 1
 
@@ -405,20 +388,7 @@ class DDPMLocalizer(ImageLocalizer):
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint folder: JSON config (parameters, preprocessing, calibration
         scalars) and safetensors (weights with BatchNorm statistics, calibration arrays)."""
-        self._check_fitted()
-        params = self.get_params(deep=False)
-        params["unet"] = self.model_.config.to_dict()
-        face_config, face_tensors = self._face_state()
-        config = {
-            "params": params,
-            "image_shape": list(self.image_shape_),
-            "train_seconds": float(getattr(self, "train_seconds_", float("nan"))),
-            **face_config,
-        }
-        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-        tensors["loss_history"] = np.asarray(self.loss_history_, dtype=np.float64)
-        tensors.update(face_tensors)
-        return save_checkpoint(path, _KIND, config, tensors)
+        return self._save_checkpoint(path, _KIND)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> DDPMLocalizer:
@@ -436,31 +406,8 @@ class DDPMLocalizer(ImageLocalizer):
         ValueError
             Missing or unreadable files, a checkpoint of another class or architecture.
         """
-        config, tensors = load_checkpoint(path, _KIND)
-        try:
-            params = dict(config["params"])
-            for old, new in _RENAMED.items():  # checkpoints written before a rename
-                if old in params:
-                    params[new] = params.pop(old)
-            if device is not None:
-                params["device"] = device
-            est = cls(**params)
-            unet_config = UNetConfig(**params["unet"])
-            image_shape = tuple(int(v) for v in config["image_shape"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"checkpoint {path} has an invalid config: {err}") from err
-        model = UNet(unet_config)
-        state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"checkpoint {path} does not match its architecture: {err}") from err
-        est.model_ = model.to(resolve_device(est.device)).eval()
+        est = cls._load_checkpoint(path, _KIND, device, renamed=_RENAMED)
         est.noise_schedule_ = NoiseSchedule.linear(
             est.num_train_steps, est.beta_start, est.beta_end
         )
-        est.image_shape_ = image_shape
-        est.loss_history_ = tensors["loss_history"].numpy() if "loss_history" in tensors else None
-        est.train_seconds_ = float(config.get("train_seconds", float("nan")))
-        est._restore_face_state(config, tensors)
         return est

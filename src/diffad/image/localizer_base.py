@@ -20,6 +20,8 @@ unchanged and turns image scores into conformal p-values.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,9 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from diffad.checkpoint import load_checkpoint, save_checkpoint
+from diffad.device import resolve_device
+from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
 from diffad.image.batch import as_image_batch
 from diffad.image.preprocessing import ImagePreprocessing
@@ -60,6 +65,54 @@ class ImageLocalizer(BaseEstimator):
         self, data: np.ndarray, seed: int, n_samples: int
     ) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def region_tracer(
+        self,
+        shape: tuple[int, int, int],
+        seed: int,
+        filter_size: int,
+        device: torch.device | str,
+        **overrides: Any,
+    ) -> Any:  # pragma: no cover - abstract
+        """The float64 tracer of this localiser's region-test map (see ``SelectiveTest``)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ networks
+    def _unet_config(self, in_channels: int) -> UNetConfig:
+        """The architecture of the ``unet`` parameter, ``in_channels`` filled in from the data."""
+        if self.unet is None:
+            return UNetConfig(in_channels=in_channels)
+        if isinstance(self.unet, UNetConfig):
+            cfg = dict(asdict(self.unet))
+        elif isinstance(self.unet, dict):
+            cfg = dict(self.unet)
+            cfg.setdefault("in_channels", in_channels)
+        else:
+            raise ValueError(f"unet must be a UNetConfig, a dict or None, got {type(self.unet)}")
+        try:
+            config = UNetConfig(**cfg)
+        except TypeError as err:
+            raise ValueError(f"invalid unet configuration {cfg}: {err}") from err
+        if config.in_channels != in_channels:
+            raise ValueError(
+                f"unet.in_channels={config.in_channels} but the images have "
+                f"{in_channels} channel(s)"
+            )
+        return config
+
+    def _build_unet(self, data: np.ndarray) -> UNet:
+        """A freshly initialised U-Net for ``data`` (N, C, H, W), seeded, on ``device``."""
+        if len(data) < 2:
+            # BatchNorm needs more than one value per channel in training mode.
+            raise ValueError(f"need at least 2 training images, got {len(data)}")
+        config = self._unet_config(data.shape[1])
+        with torch.random.fork_rng(devices=[]):
+            # Weight initialisation uses the global generator; fork it so that fitting is
+            # seeded without changing the caller's random state.
+            torch.manual_seed(int(self.random_state))
+            model = UNet(config)
+        model.check_input(torch.from_numpy(data[:1]))
+        return model.to(resolve_device(self.device))
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Any, y: Any = None) -> ImageLocalizer:
@@ -121,9 +174,24 @@ class ImageLocalizer(BaseEstimator):
         return data
 
     # ------------------------------------------------------------------ detector face
-    def _maps(self, data: np.ndarray, seed: int = 0, n_samples: int = 1) -> np.ndarray:
+    def _analyse(
+        self, data: np.ndarray, seed: int, n_samples: int, filter_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Reconstructions (N, C, H, W), ``score`` maps (N, H, W) and, when ``filter_size``
+        is given, the region-test map (N, C, H, W) that λ thresholds: |K ∗ (D(X) − X)|.
+
+        Localisers whose map is not a comparison of X with one reconstruction (DISYRE)
+        override this method.
+        """
         rec = self._reconstruct(data, seed, n_samples)
-        return anomaly_score(data, rec, self.score)
+        maps = anomaly_score(data, rec, self.score)
+        if filter_size is None:
+            return rec, maps, None
+        diff = torch.from_numpy(np.asarray(rec - data, dtype=np.float64))
+        return rec, maps, mean_filter_pair(diff, int(filter_size)).abs().numpy()
+
+    def _maps(self, data: np.ndarray, seed: int = 0, n_samples: int = 1) -> np.ndarray:
+        return self._analyse(data, seed, n_samples)[1]
 
     def reduce_maps(self, maps: np.ndarray) -> np.ndarray:
         """Image scores (N,) from maps (N, H, W) by the ``image_score`` reduction."""
@@ -149,8 +217,7 @@ class ImageLocalizer(BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Prepared images, reconstructions, ``score`` maps and image scores in one pass."""
         data = self.prepare(images)
-        rec = self._reconstruct(data, seed, n_samples)
-        maps = anomaly_score(data, rec, self.score)
+        rec, maps, _ = self._analyse(data, seed, n_samples)
         return data, rec, maps, self.reduce_maps(maps)
 
     def predict(self, images: Any, seed: int = 0) -> np.ndarray:
@@ -197,8 +264,9 @@ class ImageLocalizer(BaseEstimator):
         noise_kind : {"auto", "local", "full", "pixel", "scalar"}
             Form of the noise covariance (:func:`diffad.selective.noise.estimate_noise_model`).
         lam_percentile : float
-            λ = this percentile of |K ∗ (D(X) − X)| over the estimation images' pixels, so
-            that about 1 % of a healthy image's pixels are selected.
+            λ = this percentile of the region-test map (|K ∗ (D(X) − X)| for a DDPM) over
+            the estimation images' pixels, so that about 1 % of a healthy image's pixels
+            are selected.
         seed : int
             Reconstruction seed of the first image (image i uses seed + i). The default is far
             from the seeds test images use (0, 1, ...), so that no test image shares its
@@ -222,8 +290,7 @@ class ImageLocalizer(BaseEstimator):
             raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
         if not 50 <= lam_percentile < 100:
             raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
-        rec = self._reconstruct(data, seed, 1)
-        maps = anomaly_score(data, rec, self.score)
+        _, maps, region_maps = self._analyse(data, seed, 1, int(filter_size))
         self.calibration_scores_ = self.reduce_maps(maps)
         self.threshold_ = float(np.percentile(self.calibration_scores_, 95))
         self.pixel_thresholds_ = {lvl: float(np.percentile(maps, lvl)) for lvl in PIXEL_LEVELS}
@@ -236,9 +303,7 @@ class ImageLocalizer(BaseEstimator):
         self.reference_var_factor_ = model.reference_var_factor
         self.noise_var_ = model.noise_var
         self.noise_kind_ = model.kind
-        diff = torch.from_numpy(np.asarray(rec[est] - data[est], dtype=np.float64))
-        filtered = mean_filter_pair(diff, int(filter_size))
-        self.lam_ = float(np.percentile(filtered.abs().numpy(), lam_percentile))
+        self.lam_ = float(np.percentile(region_maps[est], lam_percentile))
         self.check_images_ = data[check]
         return self
 
@@ -280,3 +345,58 @@ class ImageLocalizer(BaseEstimator):
         noise_var = tensors["calibration.noise_var"].numpy()
         self.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
         self.check_images_ = tensors["calibration.check_images"].numpy()
+
+    def _save_checkpoint(self, path: str | Path, kind: str) -> Path:
+        """Write parameters, network weights, loss history and the face state as ``kind``."""
+        self._check_fitted()
+        params = self.get_params(deep=False)
+        params["unet"] = self.model_.config.to_dict()
+        face_config, face_tensors = self._face_state()
+        config = {
+            "params": params,
+            "image_shape": list(self.image_shape_),
+            "train_seconds": float(getattr(self, "train_seconds_", float("nan"))),
+            **face_config,
+        }
+        tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+        tensors["loss_history"] = np.asarray(self.loss_history_, dtype=np.float64)
+        tensors.update(face_tensors)
+        return save_checkpoint(path, kind, config, tensors)
+
+    @classmethod
+    def _load_checkpoint(
+        cls,
+        path: str | Path,
+        kind: str,
+        device: str | None = None,
+        renamed: dict[str, str] | None = None,
+    ) -> Any:
+        """A localiser from a checkpoint of ``kind`` written by :meth:`_save_checkpoint`.
+
+        ``renamed`` maps parameter names of older checkpoints to their current names.
+        """
+        config, tensors = load_checkpoint(path, kind)
+        try:
+            params = dict(config["params"])
+            for old, new in (renamed or {}).items():
+                if old in params:
+                    params[new] = params.pop(old)
+            if device is not None:
+                params["device"] = device
+            est = cls(**params)
+            unet_config = UNetConfig(**params["unet"])
+            image_shape = tuple(int(v) for v in config["image_shape"])
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"checkpoint {path} has an invalid config: {err}") from err
+        model = UNet(unet_config)
+        state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint {path} does not match its architecture: {err}") from err
+        est.model_ = model.to(resolve_device(est.device)).eval()
+        est.image_shape_ = image_shape
+        est.loss_history_ = tensors["loss_history"].numpy() if "loss_history" in tensors else None
+        est.train_seconds_ = float(config.get("train_seconds", float("nan")))
+        est._restore_face_state(config, tensors)
+        return est

@@ -25,11 +25,8 @@ from diffad.device import resolve_device
 from diffad.selective import METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
-from diffad.selective.intervals import oc_interval, selection_intervals
-from diffad.selective.prefix_cache import PrefixCache
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
-from diffad.selective.tracer import ReconstructionTracer
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
 
 _RENAMED = {"sigma": "noise_var", "n_steps": "ddim_steps"}
@@ -41,7 +38,7 @@ class _Line(NamedTuple):
     x: np.ndarray
     ref: np.ndarray
     cov: NoiseCovariance
-    tracer: ReconstructionTracer
+    tracer: Any
     m_obs: np.ndarray
     region: np.ndarray
     a: np.ndarray
@@ -184,21 +181,24 @@ class SelectiveTest:
         if self.alternative not in ("two-sided", "abs"):
             raise ValueError(f"alternative must be 'two-sided' or 'abs', got {self.alternative!r}")
 
-    def _tracer(self, shape: tuple[int, int, int]) -> ReconstructionTracer:
-        """The tracer of the localizer's chain for images of ``shape`` (built once, cached:
-        it depends only on the model, the chain, the seed and the filter)."""
-        chain = self.localizer.chain(self.t_start, self.ddim_steps)
-        key = (shape, chain, int(self.seed), int(self.filter_size))
+    def _tracer(self, shape: tuple[int, int, int]) -> Any:
+        """The localizer's region tracer for images of ``shape`` (built once, cached: it
+        depends only on the model, the reconstruction settings, the seed and the filter)."""
+        key = (shape, self.t_start, self.ddim_steps, int(self.seed), int(self.filter_size))
         cache = self.__dict__.setdefault("_tracer_cache", {})
         if key not in cache:
-            noises = chain.draw_noise((1, *shape), int(self.seed), "cpu")
+            overrides = {
+                name: value
+                for name, value in (("t_start", self.t_start), ("ddim_steps", self.ddim_steps))
+                if value is not None
+            }
             cache.clear()
-            cache[key] = ReconstructionTracer(
-                self.localizer.model_.eval(),
-                chain,
-                noises,
+            cache[key] = self.localizer.region_tracer(
+                shape,
+                seed=int(self.seed),
                 filter_size=int(self.filter_size),
                 device=resolve_device(self.device),
+                **overrides,
             )
         return cache[key]
 
@@ -254,7 +254,7 @@ class SelectiveTest:
         x, ref, shape = self._check_pair(image, reference)
         tracer = self._tracer(x.shape)
         cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
-        m_obs = np.abs(tracer.filtered_difference(x[None])[0]) > self._lam()
+        m_obs = tracer.selection_map(x[None])[0] > self._lam()
         size = int(m_obs.sum())
         if size == 0:
             return None
@@ -349,29 +349,15 @@ class SelectiveTest:
     def _selective(self, result, tracer, a, b, z, m_obs, method) -> None:
         lam = self._lam()
         if method == "oc":
-            tr = tracer.evaluate(a, b, [z])
-            lo, hi = oc_interval(z, tr.lo[0], tr.hi[0], tr.filt_value[0], tr.filt_slope[0], lam)
+            lo, hi = tracer.oc_interval(a, b, z, lam)
             result.intervals = np.array([[lo, hi]])
             result.p_value = truncated_p_value(z, result.intervals, self.alternative)
             result.n_pieces = 1
-            result.n_network_calls = len(tracer.steps)
+            result.n_network_calls = tracer.calls_per_point
             return
 
-        cache = PrefixCache()
-
-        def evaluate(zs: np.ndarray) -> list:
-            tr = tracer.evaluate(a, b, zs, cache=cache)
-            return [
-                (
-                    float(tr.lo[k]),
-                    float(tr.hi[k]),
-                    selection_intervals(
-                        zs[k], tr.lo[k], tr.hi[k], tr.filt_value[k], tr.filt_slope[k], lam, m_obs
-                    ),
-                )
-                for k in range(len(zs))
-            ]
-
+        cache = tracer.new_cache()
+        evaluate = tracer.piece_selector(a, b, lam, m_obs, cache)
         found = parametric_search(
             evaluate,
             z,
@@ -395,7 +381,7 @@ class SelectiveTest:
         lam, cov, f = self._lam(), line.cov, line.reference_var_factor
 
         def z_of_pair(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-            masks = np.abs(line.tracer.filtered_difference(xs)) > lam
+            masks = line.tracer.selection_map(xs) > lam
             xs, ys = xs.reshape(len(xs), -1), ys.reshape(len(ys), -1)
             out = np.zeros(len(xs))
             for i, m in enumerate(masks):

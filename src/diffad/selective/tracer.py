@@ -13,7 +13,7 @@ conv weights, and the chain's constants and fixed noise terms.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ from diffad.selective.affine import (
     shift_weight,
     upsample_pair,
 )
+from diffad.selective.intervals import oc_interval, selection_intervals
 from diffad.selective.prefix_cache import PrefixCache
 
 _SUPPORTED = (
@@ -432,3 +433,51 @@ class ReconstructionTracer:
                 x[:, :n] = chunk.transpose(0, 1)
                 outs.append(self._run(x, n, False)[4])
         return torch.cat(outs).cpu().numpy()
+
+    # ------------------------------------------------------------------ the region test's map
+    @property
+    def calls_per_point(self) -> int:
+        """Network calls one traced point costs."""
+        return len(self.steps)
+
+    def new_cache(self) -> PrefixCache:
+        """A fresh cache for the points of one line (see :meth:`evaluate`)."""
+        return PrefixCache()
+
+    def selection_map(self, images: np.ndarray) -> np.ndarray:
+        """The map the region test thresholds at λ, |F| = |K ∗ (D(X) − X)|, (B, C·H·W)."""
+        return np.abs(self.filtered_difference(images))
+
+    def piece_selector(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        lam: float,
+        m_obs: np.ndarray,
+        cache: PrefixCache | None = None,
+    ) -> Callable[[np.ndarray], list]:
+        """``evaluate(zs)`` for the parametric search: for each point its piece (lo, hi) and
+        the sub-intervals of the piece on which the selection equals ``m_obs``."""
+
+        def evaluate(zs: np.ndarray) -> list:
+            tr = self.evaluate(a, b, zs, cache=cache)
+            return [
+                (
+                    float(tr.lo[k]),
+                    float(tr.hi[k]),
+                    selection_intervals(
+                        zs[k], tr.lo[k], tr.hi[k], tr.filt_value[k], tr.filt_slope[k], lam, m_obs
+                    ),
+                )
+                for k in range(len(zs))
+            ]
+
+        return evaluate
+
+    def oc_interval(
+        self, a: np.ndarray, b: np.ndarray, z: float, lam: float
+    ) -> tuple[float, float]:
+        """The over-conditioned interval around ``z``: every network decision, every sign of
+        F and every comparison with ±λ held fixed."""
+        tr = self.evaluate(a, b, [z])
+        return oc_interval(z, tr.lo[0], tr.hi[0], tr.filt_value[0], tr.filt_slope[0], lam)
