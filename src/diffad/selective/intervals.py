@@ -30,7 +30,7 @@ def merge_intervals(intervals: list | np.ndarray, tol: float = 0.0) -> np.ndarra
     return np.vstack(out)
 
 
-def _representative(bounds: np.ndarray) -> np.ndarray:
+def segment_points(bounds: np.ndarray) -> np.ndarray:
     """A point inside each consecutive segment of ``bounds`` (ends may be ±inf)."""
     left, right = bounds[:-1], bounds[1:]
     mid = 0.5 * (left + right)
@@ -67,7 +67,7 @@ def selection_intervals(
         roots = np.concatenate([(lam - fv) / fs, (-lam - fv) / fs]) + z0
     roots = roots[np.isfinite(roots) & (roots > lo) & (roots < hi)]
     bounds = np.concatenate([[lo], np.unique(roots), [hi]])
-    mids = _representative(bounds)
+    mids = segment_points(bounds)
     sel = np.abs(fv[None, :] + fs[None, :] * (mids - z0)[:, None]) > lam
     keep = (sel == m_obs[None, :]).all(axis=1)
     return [(float(bounds[k]), float(bounds[k + 1])) for k in np.flatnonzero(keep)]

@@ -357,7 +357,7 @@ class SelectiveTest:
             return
 
         cache = tracer.new_cache()
-        evaluate = tracer.piece_selector(a, b, lam, m_obs, cache)
+        evaluate = tracer.piece_selector(a, b, z, lam, m_obs, cache)
         found = parametric_search(
             evaluate,
             z,

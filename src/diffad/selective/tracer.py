@@ -452,12 +452,14 @@ class ReconstructionTracer:
         self,
         a: np.ndarray,
         b: np.ndarray,
+        z_obs: float,
         lam: float,
         m_obs: np.ndarray,
         cache: PrefixCache | None = None,
     ) -> Callable[[np.ndarray], list]:
         """``evaluate(zs)`` for the parametric search: for each point its piece (lo, hi) and
-        the sub-intervals of the piece on which the selection equals ``m_obs``."""
+        the sub-intervals of the piece on which the selection equals ``m_obs`` (``z_obs``,
+        the observed point, is not needed here: the selection depends on F only)."""
 
         def evaluate(zs: np.ndarray) -> list:
             tr = self.evaluate(a, b, zs, cache=cache)
