@@ -33,6 +33,8 @@ def _localizer(inference: str = "ensemble", severities=(99, 74, 49, 24)) -> Disy
             m.running_var.uniform_(0.5, 1.5)
     loc.model_ = net.eval()
     loc.image_shape_ = (1, D, D)
+    loc.foreground_ = np.zeros((D, D), dtype=bool)
+    loc.foreground_[1:-1, 1:-1] = True  # the region test's fixed mask
     return loc
 
 
@@ -63,13 +65,21 @@ def _direct_restorations(loc: DisyreLocalizer, imgs: torch.Tensor) -> list[torch
     return outs
 
 
-def _direct_map(loc: DisyreLocalizer, imgs: torch.Tensor) -> np.ndarray:
+def _direct_map(loc: DisyreLocalizer, imgs: torch.Tensor, fg=None) -> np.ndarray:
+    """The region-test map (fixed mask ``loc.foreground_``, or a per-image ``fg``)."""
     x = imgs.numpy()
     rest = [r.numpy() for r in _direct_restorations(loc, imgs)]
-    fg = x > FG
+    fg = loc.foreground_[None, None] if fg is None else fg
     w = fg * fg.mean(axis=(1, 2, 3), keepdims=True) / len(rest)
     e = w * sum(np.abs(r - x) for r in rest)
     return uniform_filter(e, size=(1, 1, 3, 3), mode="constant").reshape(len(x), -1)
+
+
+def _direct_map_unfiltered(loc, imgs, fg) -> np.ndarray:
+    x = imgs.numpy()
+    rest = [r.numpy() for r in _direct_restorations(loc, imgs)]
+    w = fg * fg.mean(axis=(1, 2, 3), keepdims=True) / len(rest)
+    return (w * sum(np.abs(r - x) for r in rest)).reshape(len(x), -1)
 
 
 def test_traced_pieces_equal_direct_float64_forward(loc, pair):
@@ -95,8 +105,11 @@ def test_selection_map_matches_direct_and_the_localizer(loc, pair):
     np.testing.assert_allclose(tracer.selection_map(x.numpy()), _direct_map(loc, x), atol=1e-12)
     _, maps, region = loc._analyse(x.numpy().astype(np.float32), 0, 1, 3)
     np.testing.assert_allclose(region.reshape(1, -1), _direct_map(loc, x), atol=1e-5)
+    # The localiser's own maps use each image's foreground, unfiltered.
     fg = pair[0] > FG
     assert np.all(maps[0][~fg] == 0)
+    per_image = _direct_map_unfiltered(loc, x, fg[None, None])
+    np.testing.assert_allclose(maps.reshape(1, -1), per_image, atol=1e-5)
 
 
 def test_parametric_matches_dense_grid_oracle(loc, pair):
@@ -109,9 +122,7 @@ def test_parametric_matches_dense_grid_oracle(loc, pair):
     grid = np.linspace(-6.0, 6.0, 24001)
     imgs = torch.from_numpy((a[None] + grid[:, None] * b[None]).reshape(-1, 1, D, D))
     m_grid = _direct_map(loc, imgs) > lam
-    fg_obs = x.reshape(-1) > FG
-    fg_grid = imgs.numpy().reshape(len(grid), -1) > FG
-    inside = (m_grid == region.reshape(-1)).all(axis=1) & (fg_grid == fg_obs).all(axis=1)
+    inside = (m_grid == region.reshape(-1)).all(axis=1)
     ivs = res.intervals
     found = ((grid[:, None] >= ivs[:, 0]) & (grid[:, None] <= ivs[:, 1])).any(axis=1)
     mismatch = grid[found != inside]

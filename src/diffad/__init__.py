@@ -13,7 +13,8 @@ diffusion
 tabular
     DTE (DTE-NP, DTE-IG, DTE-C) and the tabular DDPM baseline, PyOD-compatible.
 image
-    DDPM + SSIM-ens anomaly localisation (reconstruction, L1/SSIM/SSIM-ens maps).
+    Anomaly localisation on one interface: DDPM + SSIM-ens (reconstruction, L1/SSIM/SSIM-ens
+    maps) and DISYRE v2 (restoring synthetic anomalies).
 selective
     DAL-Test: exact selective p-values for the region a localiser flags.
 conformal
@@ -32,6 +33,7 @@ _EXPORTS = {
     "DTECategorical": "diffad.tabular.dte_c",
     "DDPMDetector": "diffad.tabular.ddpm",
     "DDPMLocalizer": "diffad.image.ddpm_localizer",
+    "DisyreLocalizer": "diffad.image.disyre_localizer",
     "SelectiveTest": "diffad.selective.selective_test",
     "ConformalDetector": "diffad.conformal.conformal_detector",
     "conformal_p_values": "diffad.conformal.p_values",

@@ -100,3 +100,26 @@ def load_checkpoint(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[s
     except Exception as err:  # safetensors raises its own error types
         raise ValueError(f"cannot read weights {weights_file}: {err}") from err
     return payload["config"], tensors
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """The class that wrote the checkpoint folder ``path`` (read from its JSON only).
+
+    Raises
+    ------
+    ValueError
+        If the folder is not a readable diffad checkpoint.
+    """
+    config_file = Path(path) / CONFIG_NAME
+    if not config_file.is_file() or not (Path(path) / WEIGHTS_NAME).is_file():
+        raise ValueError(
+            f"{path} is not a diffad checkpoint: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it"
+        )
+    try:
+        payload = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {config_file}: {err}") from err
+    stored = payload.get("class") if isinstance(payload, dict) else None
+    if not isinstance(stored, str):
+        raise ValueError(f"{config_file} does not name the class that wrote it")
+    return stored

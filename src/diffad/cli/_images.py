@@ -63,9 +63,9 @@ def read_images(args: argparse.Namespace, spec: str, size: int | None) -> Any:
 
 def load_localizer(path: str, device: str | None, quiet: bool, resize: bool = False) -> Any:
     """A saved localiser, with progress bars per ``quiet`` and, if asked, input resizing."""
-    from diffad.image.ddpm_localizer import DDPMLocalizer
+    from diffad.image.localizers import load_localizer as load_any
 
-    loc = DDPMLocalizer.load(path, device=device)
+    loc = load_any(path, device=device)
     loc.set_params(verbose=not quiet)
     if resize:
         if loc.preprocessing_ is None:

@@ -1,4 +1,4 @@
-"""``diffad train-image``: train a DDPMLocalizer on a folder or named source of normal images."""
+"""``diffad train-image``: train an image localiser (DDPM or DISYRE) on normal images."""
 
 from __future__ import annotations
 
@@ -9,29 +9,37 @@ from pathlib import Path
 import numpy as np
 
 from diffad.cli._images import add_input_args, add_runtime_args, read_images, set_threads
-from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
+from diffad.image import (
+    IMAGE_SCORES,
+    INFERENCE_MODES,
+    LOCALIZER_METHODS,
+    MIN_CALIBRATION_IMAGES,
+    SCORES,
+)
 from diffad.image.preprocessing import INTENSITIES, describe
 
 
-def parse_channels(text: str) -> list[int]:
-    """``"32,64,128,256"`` → ``[32, 64, 128, 256]``."""
+def parse_channels(text: str, option: str = "--channels", minimum: int = 1) -> list[int]:
+    """``"32,64,128,256"`` → ``[32, 64, 128, 256]`` (integers >= ``minimum``)."""
     try:
-        chans = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise ValueError(f"--channels must be comma-separated integers, got {text!r}") from err
-    if not chans or min(chans) < 1:
-        raise ValueError(f"--channels must be positive integers, got {text!r}")
-    return chans
+        raise ValueError(f"{option} must be comma-separated integers, got {text!r}") from err
+    if not values or min(values) < minimum:
+        raise ValueError(f"{option} must be integers >= {minimum}, got {text!r}")
+    return values
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``train-image``."""
     p = subparsers.add_parser(
         "train-image",
-        help="train a DDPM on normal images for anomaly localisation",
+        help="train a DDPM or DISYRE localiser on normal images",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
-            "Train a DDPMLocalizer (ε-prediction U-Net) on normal images, calibrate it on "
+            "Train an image localiser on normal images -- a DDPM (--method ddpm: ε-prediction "
+            "U-Net, partial-noise reconstruction) or DISYRE v2 (--method disyre: a U-Net that "
+            "restores synthetic anomalies, map averaged over severities) -- calibrate it on "
             "held-out normal images (image threshold, pixel thresholds, noise model and λ of "
             "the region test, conformal calibration scores) and save it as a checkpoint folder "
             "(config.json + weights.safetensors). The preprocessing (size, channels, intensity "
@@ -67,7 +75,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="share of --data held out for calibration when --calibration is not given; "
         "0 skips calibration",
     )
-    p.add_argument("--score", choices=SCORES, default="ssim-ens", help="anomaly map")
+    p.add_argument(
+        "--method", choices=LOCALIZER_METHODS, default="ddpm", help="localiser to train"
+    )
+    p.add_argument(
+        "--score", choices=SCORES, default=None, help="anomaly map (ddpm; default ssim-ens)"
+    )
     p.add_argument("--image-score", choices=IMAGE_SCORES, default="max", help="map -> image")
     p.add_argument("--steps", type=int, default=2000, help="optimiser updates")
     p.add_argument("--batch-size", type=int, default=32)
@@ -77,10 +90,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="32,64,128,256",
         help="U-Net widths per level (the published 32,64,128,256)",
     )
-    p.add_argument("--t-start", type=int, default=250, help="reconstruction noise level")
-    p.add_argument("--ddim-steps", "--n-steps", type=int, default=5, help="DDIM network calls")
-    p.add_argument("--hflip", action="store_true", help="augment with left-right flips")
-    p.add_argument("--max-shift", type=int, default=0, help="augment with shifts (pixels)")
+    ddpm = p.add_argument_group("ddpm options")
+    ddpm.add_argument(
+        "--t-start", type=int, default=None, help="reconstruction noise level (default 250)"
+    )
+    ddpm.add_argument(
+        "--ddim-steps", "--n-steps", type=int, default=None, help="DDIM network calls (default 5)"
+    )
+    ddpm.add_argument("--hflip", action="store_true", help="augment with left-right flips")
+    ddpm.add_argument(
+        "--max-shift", type=int, default=None, help="augment with shifts (pixels; default 0)"
+    )
+    disyre = p.add_argument_group("disyre options")
+    disyre.add_argument(
+        "--severities",
+        default=None,
+        help="severity steps of the map, comma-separated (default 99,74,49,24; one step is "
+        "the single-severity ablation)",
+    )
+    disyre.add_argument(
+        "--inference",
+        choices=INFERENCE_MODES,
+        default=None,
+        help="ensemble: one restoration per severity; sampler: multi-step cold diffusion "
+        "(default ensemble)",
+    )
+    disyre.add_argument(
+        "--foreground-threshold",
+        type=float,
+        default=None,
+        help="pixels at or below it (after preprocessing) are background: never corrupted, "
+        "map 0 (brain MRI: 0; default: no background)",
+    )
+    disyre.add_argument(
+        "--no-augment", action="store_true", help="no flips, rotation, scaling, gamma, brightness"
+    )
     p.add_argument("--seed", type=int, default=0)
     add_runtime_args(p)
     p.set_defaults(func=run)
@@ -101,13 +145,50 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
 
 
+_DDPM_ONLY = ("score", "t_start", "ddim_steps", "max_shift")
+_DISYRE_ONLY = ("severities", "inference", "foreground_threshold")
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """The localiser's own parameters from the options of its group; another group's
+    options are an error rather than silently ignored."""
+    if args.method == "ddpm":
+        wrong = [n for n in _DISYRE_ONLY if getattr(args, n) is not None] + (
+            ["no_augment"] if args.no_augment else []
+        )
+    else:
+        wrong = [n for n in _DDPM_ONLY if getattr(args, n) is not None] + (
+            ["hflip"] if args.hflip else []
+        )
+    if wrong:
+        names = ", ".join("--" + n.replace("_", "-") for n in wrong)
+        raise ValueError(f"{names} do(es) not apply to --method {args.method}")
+    if args.method == "ddpm":
+        return {
+            "t_start": 250 if args.t_start is None else args.t_start,
+            "ddim_steps": 5 if args.ddim_steps is None else args.ddim_steps,
+            "hflip": args.hflip,
+            "max_shift": args.max_shift or 0,
+            "score": args.score or "ssim-ens",
+        }
+    options: dict = {"augment": not args.no_augment}
+    if args.severities is not None:
+        options["severities"] = tuple(parse_channels(args.severities, "--severities", 0))
+    if args.inference is not None:
+        options["inference"] = args.inference
+    if args.foreground_threshold is not None:
+        options["foreground_threshold"] = args.foreground_threshold
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the images, fit, calibrate, save; print a summary."""
-    from diffad.image.ddpm_localizer import DDPMLocalizer
+    from diffad.image.localizers import localizer_class
 
     if args.size < 1:
         raise ValueError(f"--size must be >= 1, got {args.size}")
     channels = parse_channels(args.channels)
+    options = _method_options(args)
     set_threads(args.threads)
     data = read_images(args, args.data, args.size)
     if args.calibration is not None:
@@ -115,15 +196,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         train_idx, cal_idx = split_calibration(len(data), args.calibration_fraction, args.seed)
         train, cal = data.subset(train_idx), (data.subset(cal_idx) if len(cal_idx) else None)
-    loc = DDPMLocalizer(
+    loc = localizer_class(args.method)(
         unet={"channels": channels},
-        t_start=args.t_start,
-        ddim_steps=args.ddim_steps,
         train_steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        hflip=args.hflip,
-        max_shift=args.max_shift,
         random_state=args.seed,
         device=args.device,
         verbose=not args.quiet,
@@ -132,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
             "resize": args.resize,
             "size": (args.size,) * 2,
         },
-        score=args.score,
         image_score=args.image_score,
+        **options,
     ).fit(train.images)
     out = loc.save(args.out)  # saved first: a calibration error must not lose the training
     if cal is not None:

@@ -406,7 +406,7 @@ class DDPMLocalizer(ImageLocalizer):
         ValueError
             Missing or unreadable files, a checkpoint of another class or architecture.
         """
-        est = cls._load_checkpoint(path, _KIND, device, renamed=_RENAMED)
+        est, _ = cls._load_checkpoint(path, _KIND, device, renamed=_RENAMED)
         est.noise_schedule_ = NoiseSchedule.linear(
             est.num_train_steps, est.beta_start, est.beta_end
         )

@@ -36,12 +36,15 @@ from diffad.diffusion.cold import (
 )
 from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image import IMAGE_SCORES
+from diffad.image import IMAGE_SCORES, INFERENCE_MODES
 from diffad.image.localizer_base import ImageLocalizer
-from diffad.selective.ensemble_tracer import RestorationEnsembleTracer, restoration_map
+from diffad.selective.ensemble_tracer import (
+    RestorationEnsembleTracer,
+    foreground_mask,
+    restoration_map,
+)
 
 _KIND = "DisyreLocalizer"
-INFERENCE_MODES = ("ensemble", "sampler")
 # Pixel values may leave [0, 1] by float rounding of the preprocessing; DAG needs [0, 1].
 _RANGE_TOLERANCE = 1e-4
 
@@ -73,7 +76,8 @@ class DisyreLocalizer(ImageLocalizer):
     foreground_threshold : float, optional
         Pixels whose every channel is at or below this value are background: DAG never
         changes them and the map is zero there (the published brain-MRI setting, with a
-        zero background, is 0). ``None`` (default): every pixel is foreground.
+        zero background, is 0). ``None`` (default): every pixel is foreground. The region
+        test uses one fixed mask instead, ``foreground_``.
     dag : dict, optional
         Fields of :class:`diffad.image.dag.DAGConfig` (default: the published generator).
     random_state : int
@@ -94,6 +98,11 @@ class DisyreLocalizer(ImageLocalizer):
         The restorer's residual network f (R(x, t) = x + f(x, t)), eval mode.
     severity_schedule_ : NoiseSchedule
         The severity schedule.
+    foreground_ : numpy.ndarray
+        Bool (H, W): pixels that are foreground in at least half the training images. The
+        region test's map uses this fixed mask, so that its selection depends on the image
+        only through the restorations (a per-image mask would add a selection event that
+        exact zeros of a background make degenerate).
     loss_history_ : numpy.ndarray
         Training loss of every step.
     train_seconds_ : float
@@ -249,6 +258,9 @@ class DisyreLocalizer(ImageLocalizer):
         self.train_seconds_ = log.seconds
         self.model_ = model
         self.severity_schedule_ = schedule
+        # A fixed mask for the region test: foreground in at least half the training images.
+        share = foreground_mask(data, self.foreground_threshold).mean(axis=0)[0]
+        self.foreground_ = share >= 0.5
         self.loss_history_ = log.losses
 
     # ------------------------------------------------------------------ inference
@@ -279,10 +291,11 @@ class DisyreLocalizer(ImageLocalizer):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         rest = self._restorations(data)
         rec = (sum(r.astype(np.float64) for r in rest) / len(rest)).astype(np.float32)
-        thr = self.foreground_threshold
-        maps = restoration_map(data, rest, thr, 1).mean(axis=1).astype(np.float32)
-        region = None if filter_size is None else restoration_map(data, rest, thr, filter_size)
-        return rec, maps, region
+        fg = foreground_mask(data, self.foreground_threshold)
+        maps = restoration_map(data, rest, fg, 1).mean(axis=1).astype(np.float32)
+        if filter_size is None:
+            return rec, maps, None
+        return rec, maps, restoration_map(data, rest, self.foreground_, filter_size)
 
     def restore(self, images: Any) -> list[np.ndarray]:
         """The restorations R_k(X) of prepared ``images``, one (N, C, H, W) array per chain
@@ -307,8 +320,9 @@ class DisyreLocalizer(ImageLocalizer):
         device: torch.device | str,
         **overrides: Any,
     ) -> RestorationEnsembleTracer:
-        """The tracer of the region-test map K ∗ (w ⊙ mean_k |R_k(X) − X|) (``seed`` is not
-        used: the restorations are deterministic)."""
+        """The tracer of the region-test map K ∗ (w ⊙ mean_k |R_k(X) − X|), w the fixed
+        ``foreground_`` mask times its fraction (``seed`` is not used: the restorations are
+        deterministic)."""
         if overrides:
             raise ValueError(
                 f"{', '.join(sorted(overrides))} do not apply to a DISYRE model (its map has no "
@@ -319,14 +333,14 @@ class DisyreLocalizer(ImageLocalizer):
             self.chains(),
             shape,
             filter_size=int(filter_size),
-            foreground_threshold=self.foreground_threshold,
+            foreground=self.foreground_,
             device=device,
         )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint folder (JSON config + safetensors), as the DDPM localiser."""
-        return self._save_checkpoint(path, _KIND)
+        return self._save_checkpoint(path, _KIND, {"foreground": self.foreground_})
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> DisyreLocalizer:
@@ -337,7 +351,10 @@ class DisyreLocalizer(ImageLocalizer):
         ValueError
             Missing or unreadable files, a checkpoint of another class or architecture.
         """
-        est = cls._load_checkpoint(path, _KIND, device)
+        est, tensors = cls._load_checkpoint(path, _KIND, device)
+        if "foreground" not in tensors:
+            raise ValueError(f"checkpoint {path} has no foreground mask")
+        est.foreground_ = tensors["foreground"].numpy().astype(bool)
         est.severities = tuple(int(t) for t in est.severities)  # JSON stores a list
         est.severity_schedule_ = severity_schedule(
             est.num_severity_steps, est.beta_start, est.beta_end

@@ -346,8 +346,11 @@ class ImageLocalizer(BaseEstimator):
         self.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
         self.check_images_ = tensors["calibration.check_images"].numpy()
 
-    def _save_checkpoint(self, path: str | Path, kind: str) -> Path:
-        """Write parameters, network weights, loss history and the face state as ``kind``."""
+    def _save_checkpoint(
+        self, path: str | Path, kind: str, extra: dict[str, np.ndarray] | None = None
+    ) -> Path:
+        """Write parameters, network weights, loss history, the face state and the
+        subclass's ``extra`` arrays as ``kind``."""
         self._check_fitted()
         params = self.get_params(deep=False)
         params["unet"] = self.model_.config.to_dict()
@@ -361,6 +364,7 @@ class ImageLocalizer(BaseEstimator):
         tensors = {f"model.{k}": v for k, v in self.model_.state_dict().items()}
         tensors["loss_history"] = np.asarray(self.loss_history_, dtype=np.float64)
         tensors.update(face_tensors)
+        tensors.update({f"extra.{k}": np.asarray(v) for k, v in (extra or {}).items()})
         return save_checkpoint(path, kind, config, tensors)
 
     @classmethod
@@ -370,8 +374,9 @@ class ImageLocalizer(BaseEstimator):
         kind: str,
         device: str | None = None,
         renamed: dict[str, str] | None = None,
-    ) -> Any:
-        """A localiser from a checkpoint of ``kind`` written by :meth:`_save_checkpoint`.
+    ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """A localiser from a checkpoint of ``kind`` written by :meth:`_save_checkpoint`,
+        and the ``extra`` arrays stored with it.
 
         ``renamed`` maps parameter names of older checkpoints to their current names.
         """
@@ -399,4 +404,5 @@ class ImageLocalizer(BaseEstimator):
         est.loss_history_ = tensors["loss_history"].numpy() if "loss_history" in tensors else None
         est.train_seconds_ = float(config.get("train_seconds", float("nan")))
         est._restore_face_state(config, tensors)
-        return est
+        extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+        return est, extra

@@ -7,12 +7,11 @@ restoration with a :class:`~diffad.selective.tracer.ReconstructionTracer` (float
 pieces) and turns their differences into the truncation set of the selection
 M = {i : E_i > λ}:
 
-- inside one network piece every d_k = R_k(X(z)) − X(z) is affine in z, so E is piecewise
-  affine with breaks only where some d_k crosses zero; between those breaks the ±λ
-  crossings are solved exactly (:func:`~diffad.selective.intervals.selection_intervals`);
-- the foreground is a decision on the pixels themselves, X_i(z) > threshold, affine in z:
-  the test conditions on the observed foreground (a finer event, so the p-value stays
-  valid), which keeps w fixed on the truncation set.
+inside one network piece every d_k = R_k(X(z)) − X(z) is affine in z, so E is piecewise
+affine with breaks only where some d_k crosses zero; between those breaks the ±λ crossings
+are solved exactly (:func:`~diffad.selective.intervals.selection_intervals`). The foreground
+mask of the region test is a fixed array (the model's, from its training images), so that
+the selection depends on X only through the restorations.
 """
 
 from __future__ import annotations
@@ -46,26 +45,28 @@ class EnsembleCache:
         return sum(p.calls_run for p in self.parts)
 
 
-def foreground_weights(x: np.ndarray, threshold: float | None, n_chains: int) -> np.ndarray:
-    """w for images (B, C, H, W): the foreground mask (a pixel is foreground when any channel
-    exceeds ``threshold``) times the foreground fraction, divided by the number of chains;
-    ``threshold=None`` makes every pixel foreground. Shape (B, C, H, W), float64."""
-    x = np.asarray(x, dtype=np.float64)
+def foreground_mask(x: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Per-image foreground (B, 1, H, W): pixels where any channel exceeds ``threshold``
+    (every pixel when ``threshold`` is None)."""
+    x = np.asarray(x)
     if threshold is None:
-        return np.full(x.shape, 1.0 / n_chains)
-    fg = np.any(x > threshold, axis=1, keepdims=True)
-    frac = fg.mean(axis=(1, 2, 3), keepdims=True)
-    return np.broadcast_to(fg * frac / n_chains, x.shape).astype(np.float64)
+        return np.ones((x.shape[0], 1, *x.shape[2:]), dtype=bool)
+    return np.any(x > threshold, axis=1, keepdims=True)
 
 
 def restoration_map(
-    x: np.ndarray, restorations: Sequence[np.ndarray], threshold: float | None, filter_size: int
+    x: np.ndarray, restorations: Sequence[np.ndarray], foreground: np.ndarray, filter_size: int
 ) -> np.ndarray:
-    """E = K ∗ (w ⊙ mean_k |R_k − X|) for images (B, C, H, W), float64, same shape."""
+    """E = K ∗ (w ⊙ mean_k |R_k − X|) for images (B, C, H, W), float64, same shape.
+
+    ``foreground`` is a bool mask broadcastable to (B, 1, H, W); w is the mask times the
+    image's foreground fraction.
+    """
     x = np.asarray(x, dtype=np.float64)
     total = sum(np.abs(np.asarray(r, dtype=np.float64) - x) for r in restorations)
-    weighted = foreground_weights(x, threshold, len(restorations)) * total
-    return mean_filter_pair(torch.from_numpy(weighted), int(filter_size)).numpy()
+    fg = np.broadcast_to(np.asarray(foreground, dtype=bool), (x.shape[0], 1, *x.shape[2:]))
+    weight = fg * fg.mean(axis=(1, 2, 3), keepdims=True) / len(restorations)
+    return mean_filter_pair(torch.from_numpy(weight * total), int(filter_size)).numpy()
 
 
 def abs_mean_selection_intervals(
@@ -87,12 +88,11 @@ def abs_mean_selection_intervals(
     z0 : float
         The traced point; d_k(z) = dv_k + ds_k·(z − z0) on [lo, hi].
     lo, hi : float
-        An interval on which every d_k is affine (a network piece, clipped to the
-        foreground interval).
+        An interval on which every d_k is affine (a network piece).
     dv, ds : numpy.ndarray
         Shape (K, n): value and slope of the K restoration differences at z0.
     weight : numpy.ndarray
-        Shape (n,): w of :func:`foreground_weights` (fixed on [lo, hi]).
+        Shape (n,): the foreground mask times its fraction, divided by K.
     image_shape : tuple
         (C, H, W) with C·H·W = n, for the mean filter.
     filter_size : int
@@ -139,8 +139,8 @@ class RestorationEnsembleTracer:
         (C, H, W) of the images.
     filter_size : int
         Odd side of the mean filter K.
-    foreground_threshold : float, optional
-        Pixels whose every channel is at or below it are background (w = 0); None: none.
+    foreground : numpy.ndarray, optional
+        Fixed bool (H, W) mask where the map is computed (w = 0 elsewhere); None: all pixels.
     device : torch.device or str, optional
         Where to compute.
     """
@@ -151,7 +151,7 @@ class RestorationEnsembleTracer:
         chains: Sequence[ReconstructionChain],
         image_shape: tuple[int, int, int],
         filter_size: int = 3,
-        foreground_threshold: float | None = None,
+        foreground: np.ndarray | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         if filter_size < 1 or filter_size % 2 == 0:
@@ -160,7 +160,13 @@ class RestorationEnsembleTracer:
             raise ValueError("need at least one restoration chain")
         self.image_shape = tuple(int(v) for v in image_shape)
         self.filter_size = int(filter_size)
-        self.foreground_threshold = foreground_threshold
+        c, h, w = self.image_shape
+        fg = np.ones((h, w), dtype=bool) if foreground is None else np.asarray(foreground, bool)
+        if fg.shape != (h, w):
+            raise ValueError(f"foreground mask {fg.shape} does not match the images ({h}, {w})")
+        self.foreground = fg
+        weight = fg * fg.mean() / len(chains)
+        self.weight = np.broadcast_to(weight, (c, h, w)).ravel().astype(np.float64)
         # The chains add no noise (scale 0, σ = 0): zeros stand in for their noise inputs.
         self.parts = [
             ReconstructionTracer(
@@ -191,8 +197,8 @@ class RestorationEnsembleTracer:
         """E for a batch (B, C, H, W) → (B, C·H·W), float64."""
         x = np.asarray(images, dtype=np.float64).reshape(-1, *self.image_shape)
         diffs = [p.filtered_difference(x).reshape(x.shape) for p in self.parts]
-        return restoration_map(x, [x + d for d in diffs], self.foreground_threshold,
-                               self.filter_size).reshape(len(x), -1)  # fmt: skip
+        e = restoration_map(x, [x + d for d in diffs], self.foreground, self.filter_size)
+        return e.reshape(len(x), -1)
 
     def differences(
         self, a: np.ndarray, b: np.ndarray, z: np.ndarray, cache: EnsembleCache | None = None
@@ -217,29 +223,6 @@ class RestorationEnsembleTracer:
         ds = np.stack([t.filt_slope for t in traces], axis=1)
         return lo, hi, dv, ds
 
-    def foreground_interval(
-        self, a: np.ndarray, b: np.ndarray, z_obs: float
-    ) -> tuple[float, float, np.ndarray]:
-        """The interval of z around ``z_obs`` on which every X_i(z) > threshold decision
-        stays as observed, and the weights w of the observed foreground (flat, float64)."""
-        a = np.asarray(a, dtype=np.float64).ravel()
-        b = np.asarray(b, dtype=np.float64).ravel()
-        x_obs = a + b * z_obs
-        weight = foreground_weights(
-            x_obs.reshape(1, *self.image_shape), self.foreground_threshold, len(self.parts)
-        ).ravel()
-        if self.foreground_threshold is None:
-            return -np.inf, np.inf, weight
-        above = x_obs > self.foreground_threshold
-        moving = b != 0
-        roots = (self.foreground_threshold - a[moving]) / b[moving]
-        # Where X_i rises with z (b > 0), "above" holds for z > root; else for z < root.
-        lower = roots[above[moving] == (b[moving] > 0)]
-        upper = roots[above[moving] != (b[moving] > 0)]
-        lo = float(lower.max()) if lower.size else -np.inf
-        hi = float(upper.min()) if upper.size else np.inf
-        return lo, hi, weight
-
     def piece_selector(
         self,
         a: np.ndarray,
@@ -250,44 +233,43 @@ class RestorationEnsembleTracer:
         cache: EnsembleCache | None = None,
     ) -> Callable[[np.ndarray], list]:
         """``evaluate(zs)`` for the parametric search: each point's piece (lo, hi) and the
-        sub-intervals of it on which the selection and the foreground equal the observed."""
-        fg_lo, fg_hi, weight = self.foreground_interval(a, b, z_obs)
+        sub-intervals of it on which the selection equals ``m_obs`` (``z_obs`` is not
+        needed: the selection depends on X through the restorations only)."""
 
         def evaluate(zs: np.ndarray) -> list:
             lo, hi, dv, ds = self.differences(a, b, zs, cache)
-            out = []
-            for k in range(len(zs)):
-                left, right = max(lo[k], fg_lo), min(hi[k], fg_hi)
-                intervals = (
+            return [
+                (
+                    float(lo[k]),
+                    float(hi[k]),
                     abs_mean_selection_intervals(
-                        zs[k], left, right, dv[k], ds[k], weight, self.image_shape,
+                        zs[k], lo[k], hi[k], dv[k], ds[k], self.weight, self.image_shape,
                         self.filter_size, lam, m_obs,
-                    )  # fmt: skip
-                    if left < right
-                    else []
+                    ),  # fmt: skip
                 )
-                out.append((float(lo[k]), float(hi[k]), intervals))
-            return out
+                for k in range(len(zs))
+            ]
 
         return evaluate
 
     def oc_interval(
         self, a: np.ndarray, b: np.ndarray, z: float, lam: float
     ) -> tuple[float, float]:
-        """The over-conditioned interval around ``z``: every network decision, the
-        foreground, every sign of every d_k and every comparison with λ held fixed."""
-        fg_lo, fg_hi, weight = self.foreground_interval(a, b, z)
+        """The over-conditioned interval around ``z``: every network decision, every sign
+        of every d_k and every comparison with λ held fixed."""
         lo, hi, dv, ds = self.differences(a, b, np.array([z]))
+        active = self.weight > 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            roots = (z - dv[0][:, weight > 0] / ds[0][:, weight > 0]).ravel()
+            roots = (z - dv[0][:, active] / ds[0][:, active]).ravel()
         roots = roots[np.isfinite(roots)]
-        left = max(lo[0], fg_lo, roots[roots < z].max(initial=-np.inf))
-        right = min(hi[0], fg_hi, roots[roots > z].min(initial=np.inf))
+        left = max(lo[0], roots[roots < z].max(initial=-np.inf))
+        right = min(hi[0], roots[roots > z].min(initial=np.inf))
         x = np.asarray(a, dtype=np.float64).ravel() + np.asarray(b, dtype=np.float64).ravel() * z
         m_obs = self.selection_map(x.reshape(1, *self.image_shape))[0] > lam
         for lo_k, hi_k in abs_mean_selection_intervals(
-            z, left, right, dv[0], ds[0], weight, self.image_shape, self.filter_size, lam, m_obs
-        ):
+            z, left, right, dv[0], ds[0], self.weight, self.image_shape, self.filter_size,
+            lam, m_obs,
+        ):  # fmt: skip
             if lo_k <= z <= hi_k:
                 return float(lo_k), float(hi_k)
         raise RuntimeError("the observed point is not in its own over-conditioned interval")
