@@ -14,8 +14,10 @@ the test images):
 
 Every map is post-processed the same way (brain mask eroded by ``erosion`` px, median filter
 5) and scored inside the brain mask with :func:`diffad.metrics.localization.localization_report`.
-Methods: ``l1``, ``ssim`` (σ = 1.5), ``ssim-ens``, ``ssim-ens-mean`` on the same
-reconstructions, and ``mean-diff-baseline`` = |X − mean training image|.
+Methods: ``l1``, ``ssim`` (σ = 1.5), ``ssim-ens``, ``ssim-ens-mean`` on the same DDPM
+reconstructions; ``disyre``, ``disyre-single``, ``disyre-sampler`` from one DISYRE restorer
+(:mod:`diffad.bench.image_brain_disyre`); and ``mean-diff-baseline`` = |X − mean training
+image|, always scored.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from diffad.bench.image_brain_disyre import DISYRE_METHODS, run_disyre
 from diffad.bench.machine import machine_info
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.postprocess import postprocess
 from diffad.image.scores import anomaly_score
 
 BAND = (0.25, 0.8)
-METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean", "mean-diff-baseline")
+DDPM_METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
+BASELINE = "mean-diff-baseline"
+METHODS = (*DDPM_METHODS, *DISYRE_METHODS, BASELINE)
 
 # Settings chosen by measurement on 2 CPU cores (docs/benchmarks/image.md); ``quick`` trades
 # quality for a run of a few minutes at 32×32.
@@ -113,8 +118,10 @@ def report_maps(data: dict[str, np.ndarray], maps_of, erosion: int) -> dict[str,
     )
 
 
-def _maps(x: np.ndarray, rec: np.ndarray | None, method: str, mean_image: np.ndarray) -> np.ndarray:
-    if method == "mean-diff-baseline":
+def _maps(
+    x: np.ndarray, rec: np.ndarray | None, method: str, mean_image: np.ndarray | None
+) -> np.ndarray:
+    if method == BASELINE:
         return np.abs(x - mean_image[None]).mean(axis=1)
     kwargs = {"sigma": 1.5} if method == "ssim" else {}
     return anomaly_score(x, rec, method, **kwargs)
@@ -141,30 +148,57 @@ def time_maps(
     return len(images) / statistics.median(wall), len(images) / statistics.median(cpu)
 
 
+def _metrics(rep: dict[str, float]) -> dict[str, float]:
+    return {
+        "pixel_ap": rep["pixel_ap"],
+        "pixel_auroc": rep["pixel_auroc"],
+        "best_dice": rep["best_dice"],
+        "dice_healthy95": rep["dice_healthy95"],
+        "dice_healthy99": rep["dice_healthy99"],
+        "healthy_fpr": rep["healthy_fpr95"],
+        "healthy_fpr99": rep["healthy_fpr99"],
+    }
+
+
 def score_methods(
-    data: dict[str, np.ndarray], loc: DDPMLocalizer, seed: int, n_samples: int, erosion: int
+    data: dict[str, np.ndarray],
+    loc: DDPMLocalizer,
+    seed: int,
+    n_samples: int,
+    erosion: int,
+    methods: tuple[str, ...] = DDPM_METHODS,
 ) -> dict[str, dict[str, float]]:
-    """Localisation metrics of every method in ``METHODS`` on the same reconstructions."""
+    """Localisation metrics of the DDPM ``methods`` on the same reconstructions."""
     recs = {
         k: loc.reconstruct(data[k], seed=seed, n_samples=n_samples)
         for k in ("val", "test", "test_healthy")
     }
-    mean_image = data["train"].mean(axis=0)
-    scores = {}
-    for method in METHODS:
-        rep = report_maps(
-            data, lambda k, method=method: _maps(data[k], recs[k], method, mean_image), erosion
+    return {
+        method: _metrics(
+            report_maps(data, lambda k, method=method: _maps(data[k], recs[k], method, None),
+                        erosion)  # fmt: skip
         )
-        scores[method] = {
-            "pixel_ap": rep["pixel_ap"],
-            "pixel_auroc": rep["pixel_auroc"],
-            "best_dice": rep["best_dice"],
-            "dice_healthy95": rep["dice_healthy95"],
-            "dice_healthy99": rep["dice_healthy99"],
-            "healthy_fpr": rep["healthy_fpr95"],
-            "healthy_fpr99": rep["healthy_fpr99"],
-        }
-    return scores
+        for method in methods
+    }
+
+
+def score_baseline(data: dict[str, np.ndarray], erosion: int) -> dict[str, float]:
+    """Metrics of |X − mean training image| (no training)."""
+    mean_image = data["train"].mean(axis=0)
+    return _metrics(
+        report_maps(data, lambda k: _maps(data[k], None, BASELINE, mean_image), erosion)
+    )
+
+
+def parse_methods(text: str | None) -> tuple[str, ...]:
+    """``"disyre,l1"`` → the methods in the order given (default: the DDPM maps)."""
+    if text is None:
+        return DDPM_METHODS
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    return methods
 
 
 def reproducibility(loc: DDPMLocalizer, probe: np.ndarray, seed: int) -> dict[str, Any]:
@@ -190,6 +224,7 @@ def run_brain_benchmark(
     erosion: int | None = None,
     seed: int = 0,
     verbose: bool = True,
+    methods: tuple[str, ...] = DDPM_METHODS,
 ) -> dict[str, Any]:
     """Train on MNI152, evaluate on Colin27 with and without synthetic lesions.
 
@@ -215,13 +250,18 @@ def run_brain_benchmark(
         Seed of training, lesions and reconstruction noise.
     verbose : bool
         Progress bars.
+    methods : tuple of str
+        Maps to score (``METHODS``); the DDPM is trained only when a DDPM map is asked
+        for, the DISYRE restorer only when a DISYRE one is. The baseline is always scored.
 
     Returns
     -------
     dict
         ``scores`` (per method: pixel_ap, pixel_auroc, best_dice, dice_healthy95,
-        dice_healthy99, healthy_fpr = healthy_fpr95, healthy_fpr99), ``train_seconds``,
-        ``maps_per_second``, ``reproducible`` checks, ``settings`` and ``data`` sizes.
+        dice_healthy99, healthy_fpr = healthy_fpr95, healthy_fpr99); for the DDPM (when
+        trained) ``train_seconds``, ``maps_per_second``, ``reproducible`` checks at the top
+        level as before; ``disyre`` (when trained: its timings and settings);
+        ``settings`` and ``data`` sizes.
     """
     preset = dict(PRESETS["quick" if quick else "full"])
     cfg = {
@@ -233,6 +273,57 @@ def run_brain_benchmark(
     n_samples = preset["n_samples"] if n_samples is None else n_samples
     erosion = (1 if size <= 32 else 2) if erosion is None else erosion
     data = load_brain_split(size, seed)
+    result: dict[str, Any] = {"scores": {}}
+    ddpm_methods = tuple(m for m in methods if m in DDPM_METHODS)
+    if ddpm_methods:
+        result.update(
+            _run_ddpm(data, ddpm_methods, cfg, lr, t_start, ddim_steps, n_samples,
+                      train_up_to_t_start, erosion, size, seed, verbose)  # fmt: skip
+        )
+    disyre_methods = [m for m in methods if m in DISYRE_METHODS]
+    if disyre_methods:
+        disyre = run_disyre(
+            data, disyre_methods, report_maps, erosion, quick, channels=channels,
+            train_steps=train_steps, batch_size=batch_size, lr=lr, seed=seed, verbose=verbose,
+        )  # fmt: skip
+        result["scores"].update(disyre.pop("scores"))
+        result["disyre"] = disyre
+    result["scores"][BASELINE] = score_baseline(data, erosion)
+    return {
+        **result,
+        "settings": {
+            "size": size,
+            "quick": quick,
+            "methods": list(methods),
+            **cfg,
+            "lr": lr,
+            "t_start": t_start,
+            "n_steps": ddim_steps,
+            "n_samples": n_samples,
+            "max_train_t": t_start if train_up_to_t_start else None,
+            "erosion": erosion,
+            "seed": seed,
+            "band": list(BAND),
+            "ssim_sigma": 1.5,
+            "timing": "DDPM: median of 3 runs of anomaly_map(ssim-ens) on up to 32 test "
+            "images, n_samples reconstructions included",
+        },
+        "data": {
+            "train": "mni152 (nilearn) axial slices",
+            "healthy_validation": "colin27 (mricron-data) even slices",
+            "test": "colin27 odd slices with SYNTHETIC lesions / without (healthy FPR)",
+            "n_train": len(data["train"]),
+            "n_val": len(data["val"]),
+            "n_test": len(data["test"]),
+            "lesion_pixel_fraction": float(data["truth"][data["test_masks"]].mean()),
+        },
+        "machine": machine_info(),
+    }
+
+
+def _run_ddpm(data, methods, cfg, lr, t_start, ddim_steps, n_samples, train_up_to_t_start,
+              erosion, size, seed, verbose) -> dict[str, Any]:  # fmt: skip
+    """Train the DDPM localiser and score its maps (see :func:`run_brain_benchmark`)."""
     cpu_start = time.process_time()
     loc = DDPMLocalizer(
         unet={"channels": cfg["channels"]},
@@ -249,7 +340,7 @@ def run_brain_benchmark(
     ).fit(data["train"])
     # CPU seconds of all threads: unlike wall time, not inflated by other jobs on a shared host.
     train_cpu_seconds = time.process_time() - cpu_start
-    scores = score_methods(data, loc, seed, n_samples, erosion)
+    scores = score_methods(data, loc, seed, n_samples, erosion, methods)
     timing_batch = data["test"][: min(32, len(data["test"]))]
     maps_per_second, maps_per_cpu_second = time_maps(loc, timing_batch, n_samples)
     return {
@@ -260,30 +351,4 @@ def run_brain_benchmark(
         "maps_per_cpu_second": maps_per_cpu_second,
         "final_train_loss": float(np.mean(loc.loss_history_[-50:])),
         "reproducible": reproducibility(loc, data["test"][:4], seed),
-        "settings": {
-            "size": size,
-            "quick": quick,
-            **cfg,
-            "lr": lr,
-            "t_start": t_start,
-            "n_steps": ddim_steps,
-            "n_samples": n_samples,
-            "max_train_t": t_start if train_up_to_t_start else None,
-            "erosion": erosion,
-            "seed": seed,
-            "band": list(BAND),
-            "ssim_sigma": 1.5,
-            "timing": "median of 3 runs of anomaly_map(ssim-ens) on "
-            f"{len(timing_batch)} images, n_samples reconstructions included",
-        },
-        "data": {
-            "train": "mni152 (nilearn) axial slices",
-            "healthy_validation": "colin27 (mricron-data) even slices",
-            "test": "colin27 odd slices with SYNTHETIC lesions / without (healthy FPR)",
-            "n_train": len(data["train"]),
-            "n_val": len(data["val"]),
-            "n_test": len(data["test"]),
-            "lesion_pixel_fraction": float(data["truth"][data["test_masks"]].mean()),
-        },
-        "machine": machine_info(),
     }

@@ -12,6 +12,13 @@ def model_summary(loc: Any, path: str) -> dict[str, Any]:
     """What the report says about the model saved at ``path`` (a JSON-ready dict)."""
     from diffad.image.preprocessing import describe
 
+    method = {
+        key: value
+        for key in ("t_start", "ddim_steps", "severities", "inference")
+        if (value := getattr(loc, key, None)) is not None
+    }
+    if "severities" in method:
+        method["severities"] = list(method["severities"])
     return {
         "path": str(path),
         "class": type(loc).__name__,
@@ -19,8 +26,7 @@ def model_summary(loc: Any, path: str) -> dict[str, Any]:
         "score": loc.score,
         "image_score": loc.image_score,
         "preprocessing": describe(loc.preprocessing_, loc.image_shape_),
-        "t_start": getattr(loc, "t_start", None),
-        "ddim_steps": getattr(loc, "ddim_steps", None),
+        **method,
         "calibrated": hasattr(loc, "threshold_"),
         "threshold": getattr(loc, "threshold_", None),
     }
