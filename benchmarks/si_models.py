@@ -1,11 +1,17 @@
-"""Train and cache the DDPM of the published DAL-Test synthetic setting.
+"""Train and cache the models of the synthetic selective-inference setting.
 
-One model per image size D: the published U-Net (channels 32-64-128-256) trained on 1000
-i.i.d. N(0, 1) images of size D×D, reconstruction at T' = 460 with DDIM steps
-[460, 345, 230, 115, 0] and η = 1. Models are cached outside git in ``~/.cache/diffad/si``
-(or ``$DIFFAD_CACHE``), so training happens once per size.
+DDPM (``get_localizer``): one model per image size D, the published U-Net (channels
+32-64-128-256) trained on 1000 i.i.d. N(0, 1) images of size D×D, reconstruction at T' = 460
+with DDIM steps [460, 345, 230, 115, 0] and η = 1 — the published DAL-Test setting.
 
-Usage: ``python benchmarks/si_models.py --size 8 [--train-steps 3000]``
+DISYRE (``get_disyre``): the same U-Net as a DISYRE restorer trained on 1000 i.i.d.
+N(0.5, 0.1²) images clipped to [0, 1] (DAG needs [0, 1]), every pixel foreground, the
+published severity ensemble (99, 74, 49, 24).
+
+Models are cached outside git in ``~/.cache/diffad/si`` (or ``$DIFFAD_CACHE``), so training
+happens once per size.
+
+Usage: ``python benchmarks/si_models.py --size 8 [--train-steps 3000] [--model disyre]``
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ import numpy as np
 import torch
 
 from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.image.disyre_localizer import DisyreLocalizer
 
 N_TRAIN = 1000
 T_START = 460
 N_STEPS = 5
+#: Pixel mean and sd of the DISYRE setting's images (and of its null test images).
+DISYRE_MEAN, DISYRE_SD = 0.5, 0.1
 
 
 def cache_dir() -> Path:
@@ -34,6 +43,22 @@ def model_path(size: int, train_steps: int, seed: int, batch_size: int = 32) -> 
     """Checkpoint folder of one (size, training budget, seed, batch size)."""
     tag = "" if batch_size == 32 else f"_bs{batch_size}"
     return cache_dir() / f"ddpm_d{size}_steps{train_steps}{tag}_seed{seed}"
+
+
+def get_disyre(
+    size: int, train_steps: int = 3000, seed: int = 0, verbose: bool = True
+) -> DisyreLocalizer:
+    """The cached DISYRE localiser for ``size`` (see the module docstring), trained if missing."""
+    path = cache_dir() / f"disyre_d{size}_steps{train_steps}_seed{seed}"
+    if (path / "config.json").is_file():
+        return DisyreLocalizer.load(path, device="cpu")
+    rng = np.random.default_rng(seed)
+    images = DISYRE_MEAN + DISYRE_SD * rng.standard_normal((N_TRAIN, 1, size, size))
+    loc = DisyreLocalizer(
+        train_steps=train_steps, random_state=seed, device="cpu", verbose=verbose
+    ).fit(np.clip(images, 0, 1).astype(np.float32))
+    loc.save(path)
+    return loc
 
 
 def get_localizer(

@@ -11,6 +11,11 @@ Writes JSON (``size, delta, trials, tested, rejection_rate`` by method, ``mean_p
 ``mean_seconds``, binomial confidence bands, KS test of the null p-values, the command and the
 machine) and a QQ-plot PNG next to it. Partial results are written after every chunk.
 
+With ``--model disyre`` the localiser is the DISYRE restorer of ``si_models.get_disyre``
+(trained on N(0.5, 0.1²) images), X and X′ have N(0.5, 0.1²) pixels (Σ = 0.01·I, scaled
+likewise for ``ar1``), the map is the severity-ensemble map with the 3×3 mean filter, and λ
+is the 99th percentile of that map over 100 further null images (recorded as ``lam``).
+
 Example: ``python benchmarks/si_validity.py --size 8 --trials 200 --delta 0 --seed 0
 --out benchmarks/results/si_validity_d8.json``
 """
@@ -30,7 +35,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from si_models import get_localizer  # noqa: E402
+from si_models import DISYRE_MEAN, DISYRE_SD, get_disyre, get_localizer  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
@@ -46,8 +51,13 @@ def ar1_cov(size: int, rho: float = 0.5) -> np.ndarray:
     return rho ** np.abs(idx[:, None] - idx[None, :])
 
 
-def draw_trial(size: int, delta: float, cov: str, seed: int, trial: int):
-    """One (X, X′) pair, seeded by (seed, trial)."""
+def pixel_scale(model: str) -> tuple[float, float]:
+    """Mean and sd of the null pixels of the ``model`` setting."""
+    return (DISYRE_MEAN, DISYRE_SD) if model == "disyre" else (0.0, 1.0)
+
+
+def draw_trial(size: int, delta: float, cov: str, seed: int, trial: int, model: str = "ddpm"):
+    """One (X, X′) pair, seeded by (seed, trial); ``delta`` is in units of the pixel sd."""
     rng = np.random.default_rng([seed, trial])
     n = size * size
     if cov == "ar1":
@@ -61,18 +71,38 @@ def draw_trial(size: int, delta: float, cov: str, seed: int, trial: int):
         side = size // 3
         i, j = rng.integers(0, size - side + 1, size=2)
         x[i : i + side, j : j + side] += delta
-    return x, r
+    mean, sd = pixel_scale(model)
+    return mean + sd * x, mean + sd * r
+
+
+def load_model(args: dict):
+    """The localiser of ``args["model"]`` (cached after the first call)."""
+    if args["model"] == "disyre":
+        return get_disyre(args["size"], args["train_steps"], 0, verbose=False)
+    return get_localizer(args["size"], args["train_steps"], 0, verbose=False)
+
+
+def calibrated_lam(args: dict, n_images: int = 100) -> float:
+    """λ of the DISYRE setting: the 99th percentile of the region map over null images
+    drawn apart from every trial (seed offset 10⁶)."""
+    loc = load_model(args)
+    mean, sd = pixel_scale("disyre")
+    rng = np.random.default_rng([args["seed"], 10**6])
+    x = mean + sd * rng.standard_normal((n_images, 1, args["size"], args["size"]))
+    region = loc._analyse(x.astype(np.float32), 0, 1, 3)[2]
+    return float(np.percentile(region, 99))
 
 
 def run_chunk(args: dict, trials: list[int]) -> list[dict]:
     """Worker: all methods on the given trials (one thread per worker)."""
     torch.set_num_threads(1)
-    loc = get_localizer(args["size"], args["train_steps"], 0, verbose=False)
-    sigma = ar1_cov(args["size"]) if args["cov"] == "ar1" else 1.0
+    loc = load_model(args)
+    var = pixel_scale(args["model"])[1] ** 2
+    sigma = var * ar1_cov(args["size"]) if args["cov"] == "ar1" else var
     tester = SelectiveTest(
         loc,
         sigma,
-        lam=LAM,
+        lam=args["lam"],
         termination=args["termination"],
         precision=args["precision"],
         alpha=ALPHA,
@@ -81,7 +111,8 @@ def run_chunk(args: dict, trials: list[int]) -> list[dict]:
     )
     out = []
     for trial in trials:
-        x, r = draw_trial(args["size"], args["delta"], args["cov"], args["seed"], trial)
+        x, r = draw_trial(args["size"], args["delta"], args["cov"], args["seed"], trial,
+                          args["model"])  # fmt: skip
         row = {"trial": trial}
         for method in args["methods"]:
             c0 = time.process_time()
@@ -127,8 +158,9 @@ def summarise(rows: list[dict], args: dict, started: float, machine: dict) -> di
         "trials": len(rows),
         "trials_requested": args["trials"],
         "tested": n,
+        "model": args["model"],
         "alpha": ALPHA,
-        "lam": LAM,
+        "lam": args["lam"],
         "termination": args["termination"],
         "precision": args["precision"],
         "rejection_rate": {},
@@ -168,7 +200,9 @@ def summarise(rows: list[dict], args: dict, started: float, machine: dict) -> di
     return out
 
 
-SETTINGS = ("size", "delta", "cov", "seed", "termination", "precision", "train_steps", "methods")
+SETTINGS = (
+    "size", "delta", "cov", "seed", "termination", "precision", "train_steps", "methods", "model",
+)
 
 
 def previous_rows(path: Path, args: dict) -> list[dict]:
@@ -244,6 +278,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument(
+        "--model", choices=("ddpm", "disyre"), default="ddpm", help="localiser under test"
+    )
+    parser.add_argument(
         "--methods", default="parametric,oc,naive,bonferroni", help="comma-separated"
     )
     ns = parser.parse_args()
@@ -255,6 +292,7 @@ def main() -> None:
     started = time.time()
     machine = machine_info()
     out_path = Path(ns.out)
+    args["lam"] = calibrated_lam(args) if ns.model == "disyre" else LAM
     if ns.merge:
         missing = [f for f in ns.merge if not Path(f).is_file()]
         if missing:
@@ -267,7 +305,7 @@ def main() -> None:
         print(json.dumps({k: doc[k] for k in ("size", "delta", "tested", "rejection_rate")}))
         return
     torch.set_num_threads(1)
-    get_localizer(ns.size, ns.train_steps, 0)  # train once (cached) before timing
+    load_model(args)  # train once (cached) before timing
     rows = previous_rows(out_path, args) if ns.resume else []
     done = {r["trial"] for r in rows}
     todo = [t for t in range(ns.first_trial, ns.trials) if t not in done]
