@@ -1,10 +1,12 @@
 """Shared parts of the one-class image benchmarks (Fashion-MNIST, ELPV).
 
-Train a DDPMLocalizer on normal images, reconstruct held-out normal and anomalous images
-once per noise level, score every map kind on the same reconstructions and reduce each map
-to an image score (mean / max / top-k); the image-level ROC-AUC and AP of every combination
-go to the results. A training-free baseline — the absolute difference to the mean training
-image — is scored with the same reductions.
+``--method ddpm``: train a DDPMLocalizer on normal images, reconstruct held-out normal and
+anomalous images once per noise level, score every map kind on the same reconstructions.
+``--method disyre``: train a DisyreLocalizer and score its map with the severity ensemble
+(``ensemble``) and with the single step t = 49 (``single-t49``). Every map is reduced to an
+image score (mean / max / top-k); the image-level ROC-AUC and AP of every combination go to
+the results. A training-free baseline — the absolute difference to the mean training image —
+is scored with the same reductions.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from scipy import ndimage
 
 from diffad.bench.machine import machine_info
 from diffad.bench.results import write_json
+from diffad.diffusion.cold import DEFAULT_SEVERITIES
 from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.image.disyre_localizer import DisyreLocalizer
 from diffad.image.scores import SCORES, anomaly_score
 from diffad.metrics.localization import image_ap, image_auroc, reduce_maps
 
 REDUCTIONS = {"mean": {}, "max": {}, "top2%": {"k": 0.02}}
+#: The DISYRE variants scored from one trained restorer: name → severity steps.
+DISYRE_VARIANTS = {"ensemble": DEFAULT_SEVERITIES, "single-t49": (49,)}
 
 
 def object_masks(images: np.ndarray, threshold: float, dilate: int = 1) -> np.ndarray:
@@ -65,21 +71,25 @@ def train_and_evaluate(
     seed: int = 0,
     verbose: bool = False,
     foreground_threshold: float | None = None,
+    method: str = "ddpm",
 ) -> dict:
-    """Fit on ``x_train``, then image-level ROC-AUC/AP per noise level, score and reduction.
+    """Fit on ``x_train``, then image-level ROC-AUC/AP per variant, score and reduction.
 
     Returns a dict with ``train_seconds``, ``final_loss`` (mean of the last 50 updates),
     ``train_cpu_seconds``, ``maps_per_second`` and ``maps_per_cpu_second`` (median of 3
-    timed ``anomaly_map(..., score="ssim-ens")`` calls),
-    ``results[t_start][score][reduction] = {"roc_auc", "ap"}`` and ``baseline``. With
+    timed ``anomaly_map`` calls: SSIM-ens for the DDPM, the ensemble for DISYRE),
+    ``results[variant][score][reduction] = {"roc_auc", "ap"}`` (variant: the noise level
+    ``t_start`` for the DDPM, a ``DISYRE_VARIANTS`` name for DISYRE) and ``baseline``. With
     ``foreground_threshold``, every reduction is also computed inside the test image's own
     object mask (:func:`object_masks`), under the name ``REDUCTION-fg``.
     """
     masks = None if foreground_threshold is None else object_masks(x_test, foreground_threshold)
     cpu0 = time.process_time()
-    model = DDPMLocalizer(random_state=seed, verbose=verbose, **model_params).fit(x_train)
+    cls = DisyreLocalizer if method == "disyre" else DDPMLocalizer
+    model = cls(random_state=seed, verbose=verbose, **model_params).fit(x_train)
     train_cpu = time.process_time() - cpu0
     out = {
+        "method": method,
         "n_train": int(len(x_train)),
         "n_test_normal": int((y_test == 0).sum()),
         "n_test_anomalous": int((y_test == 1).sum()),
@@ -89,15 +99,22 @@ def train_and_evaluate(
         "final_loss": round(float(np.mean(model.loss_history_[-50:])), 5),
         "results": {},
     }
-    for t_start in t_starts:
+    if method == "disyre":
+        for name, severities in DISYRE_VARIANTS.items():
+            model.set_params(severities=severities)
+            table = _reduction_table(model.anomaly_map(x_test), y_test, masks)
+            out["results"][name] = {"disyre": table}
+            print(f"  {name}: max {table['max']['roc_auc']:.3f}", file=sys.stderr, flush=True)
+        model.set_params(severities=DEFAULT_SEVERITIES)
+    for t_start in t_starts if method == "ddpm" else []:
         t0 = time.perf_counter()
         rec = model.reconstruct(x_test, t_start=t_start, seed=seed)
         rec_seconds = time.perf_counter() - t0
         per_score = {}
         for score in SCORES:
             per_score[score] = _reduction_table(anomaly_score(x_test, rec, score), y_test, masks)
-        per_score["reconstruction_seconds"] = round(rec_seconds, 2)
         out["results"][str(t_start)] = per_score
+        out.setdefault("reconstruction_seconds", {})[str(t_start)] = round(rec_seconds, 2)
         print(f"  t_start={t_start}: " + ", ".join(
             f"{s} max {per_score[s]['max']['roc_auc']:.3f}" for s in SCORES
         ), file=sys.stderr, flush=True)  # fmt: skip
@@ -107,7 +124,10 @@ def train_and_evaluate(
     wall, cpu = [], []
     for _ in range(3):
         t0, c0 = time.perf_counter(), time.process_time()
-        model.anomaly_map(probe, score="ssim-ens", seed=seed)
+        if method == "disyre":
+            model.anomaly_map(probe)
+        else:
+            model.anomaly_map(probe, score="ssim-ens", seed=seed)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     out["maps_per_second"] = round(len(probe) / statistics.median(wall), 2)
@@ -116,18 +136,18 @@ def train_and_evaluate(
 
 
 def summarise(per_group: dict[str, dict]) -> dict:
-    """Mean ROC-AUC over groups (classes) per t_start / score / reduction, and the baseline."""
+    """Mean ROC-AUC over groups (classes) per variant / score / reduction, and the baseline."""
     groups = list(per_group.values())
     summary: dict = {}
-    for t_start in groups[0]["results"]:
-        summary[t_start] = {
+    for variant, scores in groups[0]["results"].items():
+        summary[variant] = {
             s: {
                 r: round(
-                    float(np.mean([g["results"][t_start][s][r]["roc_auc"] for g in groups])), 4
+                    float(np.mean([g["results"][variant][s][r]["roc_auc"] for g in groups])), 4
                 )
                 for r in groups[0]["baseline"]
             }
-            for s in SCORES
+            for s in scores
         }
     summary["baseline"] = {
         r: round(float(np.mean([g["baseline"][r]["roc_auc"] for g in groups])), 4)
@@ -152,6 +172,12 @@ def add_model_args(p: argparse.ArgumentParser, train_steps: int) -> None:
     p.add_argument("--t-starts", default="250,500", help="noise levels to reconstruct from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--method",
+        choices=("ddpm", "disyre"),
+        default="ddpm",
+        help="localiser (disyre ignores --t-starts: it scores its ensemble and t = 49)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny run to check the pipeline")
 
 

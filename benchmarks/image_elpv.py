@@ -1,4 +1,4 @@
-"""ELPV solar cells with a DDPMLocalizer: image-level ROC-AUC of reconstruction scores.
+"""ELPV solar cells with a DDPM or DISYRE localiser: image-level ROC-AUC of reconstruction scores.
 
 Normal = defect probability 0, anomalous = defect probability 1 (the uncertain 1/3 and 2/3
 annotations are left out). Train on normal cells only; test on a seeded held-out set of
@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         t_starts,
         args.seed,
         verbose=True,
+        method=args.method,
     )
-    title = "ELPV, defect probability 0 vs 1, image-level ROC-AUC / AP (DDPMLocalizer)"
+    cls = "DisyreLocalizer" if args.method == "disyre" else "DDPMLocalizer"
+    title = f"ELPV, defect probability 0 vs 1, image-level ROC-AUC / AP ({cls})"
     write_results(args, title, start, run)
     summary = {t: {s: v["max"]["roc_auc"] for s, v in r.items() if isinstance(v, dict)}
                for t, r in run["results"].items()}  # fmt: skip

@@ -1,4 +1,4 @@
-"""One-class Fashion-MNIST with a DDPMLocalizer: image-level ROC-AUC of reconstruction scores.
+"""One-class Fashion-MNIST with a DDPM or DISYRE localiser: image-level ROC-AUC of image scores.
 
 For each normal class: train on that class's training images, test on a seeded sample of
 its test images (normal) and of the other nine classes' test images (anomalous, drawn
@@ -79,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             verbose=True,
             foreground_threshold=args.foreground_threshold,
+            method=args.method,
         )
     summary = summarise(per_class)
-    title = "Fashion-MNIST one-class, image-level ROC-AUC / AP (DDPMLocalizer)"
+    cls = "DisyreLocalizer" if args.method == "disyre" else "DDPMLocalizer"
+    title = f"Fashion-MNIST one-class, image-level ROC-AUC / AP ({cls})"
     write_results(args, title, start, {"classes": per_class, "mean_roc_auc": summary})
     print(json.dumps(summary, indent=1))
     return 0
