@@ -153,3 +153,25 @@ def test_disyre_tracer_rejects_ddpm_overrides(pair):
     st = SelectiveTest(loc, 0.05, lam=0.1, t_start=100, device="cpu")
     with pytest.raises(ValueError, match="do not apply to a DISYRE model"):
         st.test(*pair)
+
+
+@pytest.mark.slow
+def test_null_validity_smoke():
+    """100 seeded null pairs: DISYRE parametric p-values uniform, rejection near α (opt-in)."""
+    from scipy.stats import kstest
+
+    loc = _localizer()
+    loc.foreground_ = np.ones((D, D), dtype=bool)
+    rng = np.random.default_rng(5)
+    probe = 0.5 + 0.1 * rng.standard_normal((50, 1, D, D))
+    lam = float(np.quantile(_direct_map(loc, torch.from_numpy(probe)), 0.97))
+    st = SelectiveTest(loc, 0.01, lam=lam, device="cpu")
+    ps = []
+    for _ in range(100):
+        x, r = 0.5 + 0.1 * rng.standard_normal((2, D, D))
+        res = st.test(x, r)
+        if res.selected:
+            ps.append(res.p_value)
+    assert len(ps) >= 50
+    assert kstest(ps, "uniform").pvalue > 1e-3
+    assert np.mean(np.array(ps) <= 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(ps))
