@@ -239,36 +239,40 @@ def _texture_pixels(
     return source[:, index[0], index[1]].astype(np.float64)
 
 
-def _kmeans_1d(values: np.ndarray, k: int, iters: int = 30) -> np.ndarray:
+def _kmeans_1d(values: np.ndarray, k: int, iters: int = 60, tol: float = 1e-5) -> np.ndarray:
     """Sorted cluster centres of 1-D values (Lloyd's algorithm, deterministic).
 
-    In 1-D the clusters are intervals of the sorted values, so each step needs only a search
-    for the midpoints and prefix sums. Lloyd's algorithm can stall with two centres in one
-    big group, so it starts from quantile seeds and from evenly spaced seeds and keeps the
-    run with the smaller within-cluster sum of squares.
+    In 1-D the clusters are intervals of the sorted values, so a step needs only a search for
+    the midpoints and prefix sums. Lloyd's algorithm can stall with two centres in one big
+    group, so it runs from quantile seeds and from evenly spaced seeds side by side (rows of
+    ``centres``) and keeps the run with the smaller within-cluster sum of squares.
     """
     v = np.sort(values)
     csum = np.concatenate([[0.0], np.cumsum(v)])
     csq = np.concatenate([[0.0], np.cumsum(v * v)])
-    best, best_sse = v[:1], np.inf
-    for centres in (
-        np.quantile(v, (np.arange(k) + 0.5) / k),
-        v[0] + (v[-1] - v[0]) * (np.arange(k) + 0.5) / k,
-    ):
-        for _ in range(iters):
-            edges = np.concatenate(
-                [[0], np.searchsorted(v, (centres[:-1] + centres[1:]) / 2), [len(v)]]
-            )
-            counts = np.diff(edges)
-            sums = csum[edges[1:]] - csum[edges[:-1]]
-            new = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
-            if np.array_equal(new, centres):
-                break
-            centres = new
-        sse = np.sum(csq[edges[1:]] - csq[edges[:-1]] - sums * centres)
-        if sse < best_sse:
-            best, best_sse = centres, sse
-    return best
+    q = (np.arange(k) + 0.5) / k
+    centres = np.stack([np.quantile(v, q), v[0] + (v[-1] - v[0]) * q])
+    ends = np.array([[0, len(v)], [0, len(v)]])  # first and last edge of each run
+
+    def segments(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        edges = np.concatenate(
+            [ends[:, :1], np.searchsorted(v, (c[:, :-1] + c[:, 1:]) / 2), ends[:, 1:]], axis=1
+        )
+        return edges, np.maximum(edges[:, 1:] - edges[:, :-1], 1)
+
+    for _ in range(iters):
+        edges, counts = segments(centres)
+        sums = csum[edges[:, 1:]] - csum[edges[:, :-1]]
+        new = np.where(edges[:, 1:] > edges[:, :-1], sums / counts, centres)
+        moved = np.abs(new - centres).max()
+        centres = new
+        if moved <= tol:  # smaller moves relabel almost nothing among five intensity classes
+            break
+    edges, counts = segments(centres)
+    sums = csum[edges[:, 1:]] - csum[edges[:, :-1]]
+    # Within-cluster sum of squares per run: Σ (Σv² − (Σv)²/n) over the clusters.
+    sse = (csq[edges[:, 1:]] - csq[edges[:, :-1]] - sums**2 / counts).sum(axis=1)
+    return centres[int(np.argmin(sse))]
 
 
 def _corrupt_one(
