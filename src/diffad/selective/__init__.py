@@ -2,7 +2,8 @@
 
 Start with :class:`SelectiveTest` (``selective_test.py``). The engine underneath: the
 float64 tracer of the reconstruction along a line (``tracer.py``, layer rules in
-``affine.py``, reuse of shared calls in ``prefix_cache.py``), the selection inside one piece
+``affine.py``, reuse of shared calls in ``prefix_cache.py``; DISYRE's mean of absolute
+restoration errors in ``ensemble_tracer.py``), the selection inside one piece
 (``intervals.py``), the parametric search and its p-value bracket (``search.py``,
 ``bracket.py``), the truncated normal (``truncnorm.py``) and the comparators (naive,
 Bonferroni, permutation: ``comparators.py``).
@@ -20,6 +21,7 @@ _EXPORTS = {
     "SelectiveTestResult": "diffad.selective.result",
     "NoiseCovariance": "diffad.selective.covariance",
     "ReconstructionTracer": "diffad.selective.tracer",
+    "RestorationEnsembleTracer": "diffad.selective.ensemble_tracer",
 }
 __all__ = [*_EXPORTS, "METHODS", "TERMINATIONS"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

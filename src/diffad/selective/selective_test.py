@@ -4,7 +4,9 @@ Model: X = μ + ε and a reference X′ = μ′ + ε′, independent, ε ~ N(0, 
 with Σ known (f = 1 for one reference image, 1/n for the mean of n healthy images).
 Selection: D(X) is the seeded reconstruction of the localizer (published DAL-Test setting:
 T′ = 460, DDIM steps [460, 345, 230, 115, 0], η = 1), E = |K ∗ (D(X) − X)| with K a 3×3
-mean filter (zero padding) and M = {i : E_i > λ}. Test H0: mean_M(μ) = mean_M(μ′) with
+mean filter (zero padding) and M = {i : E_i > λ}; for a DISYRE localiser
+E = K ∗ (w ⊙ mean_k |R_k(X) − X|) over its restorations R_k (the localiser's
+``region_tracer`` says which). Test H0: mean_M(μ) = mean_M(μ′) with
 T = mean_M(X) − mean_M(X′), Var T = (1 + f)·1_Mᵀ Σ 1_M / |M|². Conditioning on M and on the
 nuisance component, z = T / sd(T) is N(0, 1) truncated to {z : M(X(z)) = M_obs} along the
 line X(z) = X − (z_obs − z)·Σ1_M / (|M|·sd(T)); see :mod:`diffad.selective.search` and
@@ -54,8 +56,9 @@ class SelectiveTest:
 
     Parameters
     ----------
-    localizer : DDPMLocalizer
-        A fitted localizer: its network ``model_`` and its reconstruction ``chain()``.
+    localizer : DDPMLocalizer or DisyreLocalizer
+        A fitted localiser; the test traces the map its ``region_tracer`` describes
+        (|K ∗ (D(X) − X)| for a DDPM, K ∗ (w ⊙ mean_k |R_k(X) − X|) for DISYRE).
     noise_var : float, array or matrix
         Noise covariance Σ of X and X′: a scalar *variance* (Σ = noise_var·I), per-pixel
         variances (image-shaped or flat), or a full (n, n) matrix over the C·H·W pixels
@@ -72,8 +75,9 @@ class SelectiveTest:
         1/n for the mean of n. ``None``: 1 for a reference passed to :meth:`test`, the
         localizer's ``reference_var_factor_`` for its default reference.
     t_start, ddim_steps : int, optional
-        Reconstruction noise level and DDIM calls; default: the localizer's (the published
-        DAL-Test setting is 460 and 5). ``ddim_steps`` was formerly ``n_steps``.
+        Reconstruction noise level and DDIM calls of a DDPM; default: the localizer's (the
+        published DAL-Test setting is 460 and 5). ``ddim_steps`` was formerly ``n_steps``.
+        Not for a DISYRE localiser (an error).
     seed : int
         Seed of the reconstruction noise (the selection is D with these fixed constants).
     termination : {"precision", "exhaustive", "decision"}
