@@ -80,6 +80,11 @@ class DisyreLocalizer(ImageLocalizer):
         test uses one fixed mask instead, ``foreground_``.
     dag : dict, optional
         Fields of :class:`diffad.image.dag.DAGConfig` (default: the published generator).
+    patch_size : int, optional
+        Train on random square crops of this side and restore larger images by a sliding
+        window (stride half the patch) whose overlapping restorations are blended with
+        Gaussian weights (σ = patch / 8), as published for 2-D slices of large scans.
+        ``None`` (default): whole images. The region test needs whole images.
     random_state : int
         Seed of weights, batches, anomalies and augmentations.
     device : str
@@ -127,6 +132,7 @@ class DisyreLocalizer(ImageLocalizer):
         augment: bool = True,
         foreground_threshold: float | None = None,
         dag: dict | None = None,
+        patch_size: int | None = None,
         random_state: int = 0,
         device: str = "auto",
         verbose: bool = True,
@@ -146,6 +152,7 @@ class DisyreLocalizer(ImageLocalizer):
         self.augment = augment
         self.foreground_threshold = foreground_threshold
         self.dag = dag
+        self.patch_size = patch_size
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -212,6 +219,25 @@ class DisyreLocalizer(ImageLocalizer):
         x = x.clamp(0, 1) ** gamma[:, None, None, None] * gain[:, None, None, None]
         return x.clamp(0, 1)
 
+    def _patch(self, hw: tuple[int, ...]) -> int | None:
+        """The training / window side, or None for whole images (also when it covers them)."""
+        if self.patch_size is None:
+            return None
+        p = int(self.patch_size)
+        if p < 1 or p > min(hw):
+            raise ValueError(f"patch_size must lie in [1, {min(hw)}] for {hw} images, got {p}")
+        return None if (p, p) == tuple(hw) else p
+
+    @staticmethod
+    def _crop(x: torch.Tensor, patch: int, gen: torch.Generator) -> torch.Tensor:
+        """One random ``patch``×``patch`` crop per image, offsets drawn from ``gen``."""
+        h, w = x.shape[-2:]
+        dy = torch.randint(0, h - patch + 1, (x.shape[0],), generator=gen).tolist()
+        dx = torch.randint(0, w - patch + 1, (x.shape[0],), generator=gen).tolist()
+        pairs = enumerate(zip(dy, dx, strict=True))
+        crops = [x[i, :, a : a + patch, b : b + patch] for i, (a, b) in pairs]
+        return torch.stack(crops)
+
     def _fit_model(self, data: np.ndarray) -> None:
         """Train the restorer on DAG-corrupted copies of prepared normal images."""
         from diffad.image.dag import corrupt_batch
@@ -224,19 +250,23 @@ class DisyreLocalizer(ImageLocalizer):
                 "them or fit with preprocessing={'intensity': 'range'}"
             )
         data = np.clip(data, 0.0, 1.0)
-        model = self._build_unet(data)
+        patch = self._patch(data.shape[2:])
+        model = self._build_unet(data if patch is None else data[..., :patch, :patch])
         device = next(model.parameters()).device
         schedule = severity_schedule(self.num_severity_steps, self.beta_start, self.beta_end)
         config = self._dag_config()
         background = -1.0 if self.foreground_threshold is None else self.foreground_threshold
 
         def loss_fn(net: UNet, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+            if patch is not None:
+                x0 = self._crop(x0, patch, gen)
             if self.augment:
                 x0 = self._augment(x0, gen)
             # DAG draws from numpy: seed it from the training generator, so one seed fixes all.
+            # Each image takes its texture from another image of the batch.
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
             corrupted, _, severity = corrupt_batch(
-                x0.cpu().numpy(), rng, textures=data, background=background, config=config
+                x0.cpu().numpy(), rng, background=background, config=config
             )
             t = torch.from_numpy(severity_step(schedule, severity)).to(device)
             xc = torch.from_numpy(corrupted).to(device)
@@ -269,6 +299,7 @@ class DisyreLocalizer(ImageLocalizer):
         model = self.model_.eval()
         device = next(model.parameters()).device
         chains = self.chains()
+        patch = self._patch(data.shape[2:])
         outs = [np.empty_like(data) for _ in chains]
         bs = max(1, int(self.batch_size))
         starts = range(0, len(data), bs)
@@ -277,9 +308,34 @@ class DisyreLocalizer(ImageLocalizer):
             for lo in bar:
                 x = torch.from_numpy(data[lo : lo + bs]).to(device)
                 for out, chain in zip(outs, chains, strict=True):
-                    zeros = [torch.zeros_like(x)] * chain.n_noises  # the chains add no noise
-                    out[lo : lo + bs] = chain.run(model, x, zeros).cpu().numpy()
+                    if patch is None:
+                        zeros = [torch.zeros_like(x)] * chain.n_noises  # no noise in chains
+                        out[lo : lo + bs] = chain.run(model, x, zeros).cpu().numpy()
+                    else:
+                        out[lo : lo + bs] = self._sliding(model, chain, x, patch).cpu().numpy()
         return outs
+
+    @staticmethod
+    def _sliding(
+        model: UNet, chain: ReconstructionChain, x: torch.Tensor, patch: int
+    ) -> torch.Tensor:
+        """A chain over overlapping windows (stride patch/2), blended with Gaussian weights."""
+        h, w = x.shape[-2:]
+        stride = max(1, patch // 2)
+
+        def starts(n: int) -> list[int]:
+            return sorted({*range(0, n - patch + 1, stride), n - patch})
+
+        g = torch.exp(-0.5 * ((torch.arange(patch) - (patch - 1) / 2) / (patch / 8)) ** 2)
+        weight = (g[:, None] * g[None, :]).to(x)
+        total, norm = torch.zeros_like(x), torch.zeros((h, w), dtype=x.dtype, device=x.device)
+        for a in starts(h):
+            for b in starts(w):
+                win = x[..., a : a + patch, b : b + patch]
+                zeros = [torch.zeros_like(win)] * chain.n_noises
+                total[..., a : a + patch, b : b + patch] += weight * chain.run(model, win, zeros)
+                norm[a : a + patch, b : b + patch] += weight
+        return total / norm
 
     def _reconstruct(self, data: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
         """The mean restoration over the chains (deterministic: ``seed`` is not used)."""
@@ -323,6 +379,11 @@ class DisyreLocalizer(ImageLocalizer):
         """The tracer of the region-test map K ∗ (w ⊙ mean_k |R_k(X) − X|), w the fixed
         ``foreground_`` mask times its fraction (``seed`` is not used: the restorations are
         deterministic)."""
+        if self._patch(tuple(shape[1:])) is not None:
+            raise ValueError(
+                "the region test traces whole images: this model restores them by sliding "
+                f"{self.patch_size}-pixel windows"
+            )
         if overrides:
             raise ValueError(
                 f"{', '.join(sorted(overrides))} do not apply to a DISYRE model (its map has no "
