@@ -123,6 +123,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "map 0 (brain MRI: 0; default: no background)",
     )
     disyre.add_argument(
+        "--patch-size",
+        type=int,
+        default=None,
+        help="train on crops of this side, restore by sliding windows (default: whole images)",
+    )
+    disyre.add_argument(
         "--no-augment", action="store_true", help="no flips, rotation, scaling, gamma, brightness"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -146,7 +152,7 @@ def split_calibration(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 _DDPM_ONLY = ("score", "t_start", "ddim_steps", "max_shift")
-_DISYRE_ONLY = ("severities", "inference", "foreground_threshold")
+_DISYRE_ONLY = ("severities", "inference", "foreground_threshold", "patch_size")
 
 
 def _method_options(args: argparse.Namespace) -> dict:
@@ -176,8 +182,9 @@ def _method_options(args: argparse.Namespace) -> dict:
         options["severities"] = tuple(parse_channels(args.severities, "--severities", 0))
     if args.inference is not None:
         options["inference"] = args.inference
-    if args.foreground_threshold is not None:
-        options["foreground_threshold"] = args.foreground_threshold
+    for name in ("foreground_threshold", "patch_size"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return options
 
 
