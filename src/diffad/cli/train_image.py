@@ -87,8 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument(
         "--channels",
-        default="32,64,128,256",
-        help="U-Net widths per level (the published 32,64,128,256)",
+        default=None,
+        help="U-Net widths per level (default: ddpm the published 32,64,128,256; disyre "
+        "16,32,64,128)",
     )
     ddpm = p.add_argument_group("ddpm options")
     ddpm.add_argument(
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 1:
         raise ValueError(f"--size must be >= 1, got {args.size}")
-    channels = parse_channels(args.channels)
+    unet = None if args.channels is None else {"channels": parse_channels(args.channels)}
     options = _method_options(args)
     set_threads(args.threads)
     data = read_images(args, args.data, args.size)
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         train_idx, cal_idx = split_calibration(len(data), args.calibration_fraction, args.seed)
         train, cal = data.subset(train_idx), (data.subset(cal_idx) if len(cal_idx) else None)
     loc = localizer_class(args.method)(
-        unet={"channels": channels},
+        unet=unet,
         train_steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -55,7 +55,9 @@ class DisyreLocalizer(ImageLocalizer):
     Parameters
     ----------
     unet : UNetConfig, dict or None
-        Restorer architecture (``None``: channels 32-64-128-256, as the DDPM localiser).
+        Restorer architecture (``None``: channels 16-32-64-128, ``default_channels``: the
+        supervised restoration task needs less capacity than ε-prediction, and this width
+        trains at 64×64 within 30 minutes on 2 CPU cores).
     num_severity_steps : int
         Steps T of the severity schedule (100, as published).
     beta_start, beta_end : float
@@ -116,6 +118,7 @@ class DisyreLocalizer(ImageLocalizer):
 
     #: The map every DISYRE localiser computes (its ``score`` in reports and the CLI).
     score = "disyre"
+    default_channels = (16, 32, 64, 128)
 
     def __init__(
         self,

@@ -57,6 +57,9 @@ class ImageLocalizer(BaseEstimator):
     ``reference_var_factor_``, ``noise_var_``, ``noise_kind_``, ``lam_``, ``check_images_``.
     """
 
+    #: U-Net widths when ``unet`` is None (None: the published DAL-Test 32-64-128-256).
+    default_channels: tuple[int, ...] | None = None
+
     # ------------------------------------------------------------------ subclass API
     def _fit_model(self, data: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -81,7 +84,9 @@ class ImageLocalizer(BaseEstimator):
     def _unet_config(self, in_channels: int) -> UNetConfig:
         """The architecture of the ``unet`` parameter, ``in_channels`` filled in from the data."""
         if self.unet is None:
-            return UNetConfig(in_channels=in_channels)
+            if self.default_channels is None:
+                return UNetConfig(in_channels=in_channels)
+            return UNetConfig(in_channels=in_channels, channels=list(self.default_channels))
         if isinstance(self.unet, UNetConfig):
             cfg = dict(asdict(self.unet))
         elif isinstance(self.unet, dict):
