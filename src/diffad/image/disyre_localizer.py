@@ -340,14 +340,12 @@ class DisyreLocalizer(ImageLocalizer):
                 norm[a : a + patch, b : b + patch] += weight
         return total / norm
 
-    def _reconstruct(self, data: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
-        """The mean restoration over the chains (deterministic: ``seed`` is not used)."""
-        rest = self._restorations(data)
-        return (sum(r.astype(np.float64) for r in rest) / len(rest)).astype(np.float32)
-
     def _analyse(
         self, data: np.ndarray, seed: int, n_samples: int, filter_size: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The mean restoration (what reports show as the reconstruction), the DISYRE maps with
+        each image's foreground and, with ``filter_size``, the region-test map with the fixed
+        ``foreground_``. Deterministic: ``seed`` and ``n_samples`` are not used."""
         rest = self._restorations(data)
         rec = (sum(r.astype(np.float64) for r in rest) / len(rest)).astype(np.float32)
         fg = foreground_mask(data, self.foreground_threshold)

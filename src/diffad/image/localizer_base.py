@@ -1,8 +1,10 @@
 """What every image localiser shares: preprocessing, the detector face and calibration.
 
 A localiser reconstructs an image from a model of normal images and maps where the two
-differ. :class:`ImageLocalizer` gives every localiser the same interface on top of two
-methods a subclass writes, ``_fit_model(data)`` and ``_reconstruct(data, seed, n_samples)``:
+differ. :class:`ImageLocalizer` gives every localiser the same interface on top of the
+methods a subclass writes: ``_fit_model(data)``, ``_reconstruct(data, seed, n_samples)``
+(or ``_analyse``, when the map is not a comparison with one reconstruction) and
+``region_tracer`` (the exact tracer of its region-test map, for ``SelectiveTest``):
 
 - ``fit(images)`` fits the stored :class:`~diffad.image.preprocessing.ImagePreprocessing`
   (when ``preprocessing`` is set) and then the model;
