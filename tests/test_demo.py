@@ -84,3 +84,17 @@ def test_rerun_uses_the_cache(brain_demo, capsys):
     assert "loaded from cache" in out and out.strip().splitlines()[-1].startswith("report: ")
     after = json.loads((root / "out" / "report.json").read_text())["images"]
     assert [e["p_selective"] for e in after] == [e["p_selective"] for e in before]
+
+
+def test_quick_brain_demo_with_disyre(brain_demo, tmp_path):
+    root, _ = brain_demo
+    argv = ["demo", "--quick", "--quiet", "--threads", "2", "--method", "disyre"]
+    argv += ["--out", str(tmp_path / "out"), "--cache", str(root / "cache")]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["class"] == "DisyreLocalizer"
+    assert report["settings"]["method"] == "disyre"
+    assert len(report["images"]) == 6
+    assert all(0 < e["p_conformal"] <= 1 for e in report["images"])
+    # Its own cache entry, next to the DDPM's.
+    assert len(list((root / "cache").glob("brain-demo-*"))) == 2

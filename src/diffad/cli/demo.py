@@ -26,6 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("which", nargs="?", choices=("brain", "tabular"), default="brain")
     p.add_argument("--out", default="diffad-demo", help="output folder (brain)")
     p.add_argument("--quick", action="store_true", help="small, fast settings (brain)")
+    p.add_argument(
+        "--method",
+        choices=("ddpm", "disyre"),
+        default="ddpm",
+        help="localiser to train (brain): a DDPM or DISYRE v2",
+    )
     p.add_argument("--cache", default=None, help="cache folder (brain; default ~/.cache/diffad)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     html = run_brain_demo(
         args.out,
         quick=args.quick,
+        method=args.method,
         seed=args.seed,
         cache=args.cache,
         verbose=not args.quiet,

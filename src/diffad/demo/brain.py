@@ -1,7 +1,7 @@
 """The image demo: a small DDPM on healthy brain slices finds, outlines and tests lesions.
 
-1. **Train** (or load from the cache) a DDPMLocalizer on healthy axial slices of the MNI152
-   template (nilearn).
+1. **Train** (or load from the cache) a DDPMLocalizer (or, with ``method="disyre"``, a
+   DisyreLocalizer) on healthy axial slices of the MNI152 template (nilearn).
 2. **Calibrate** it on the even slices of another brain, Colin27 (Debian ``mricron-data``):
    image threshold, pixel thresholds, noise model and λ of the region test; half of these
    images are kept aside for the healthy calibration check.
@@ -70,10 +70,13 @@ def cache_root() -> Path:
     return Path(base) / "diffad"
 
 
-def _key(settings: dict[str, Any], seed: int) -> str:
+def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
     from diffad import __version__
 
-    text = json.dumps({"settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__})
+    spec = {"settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__}
+    if method != "ddpm":  # the DDPM key predates the option: keep its caches valid
+        spec["method"] = method
+    text = json.dumps(spec)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -115,42 +118,57 @@ def demo_data(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def demo_localizer(settings: dict[str, Any], seed: int, verbose: bool = False) -> Any:
-    """The demo's unfitted DDPMLocalizer for ``settings`` (one of :data:`SETTINGS`)."""
+def demo_localizer(
+    settings: dict[str, Any], seed: int, verbose: bool = False, method: str = "ddpm"
+) -> Any:
+    """The demo's unfitted localiser for ``settings`` (one of :data:`SETTINGS`): a
+    DDPMLocalizer, or for ``method="disyre"`` a DisyreLocalizer of the same width and budget."""
+    common = {
+        "unet": {"channels": settings["channels"]},
+        "train_steps": settings["train_steps"],
+        "batch_size": 32,
+        "lr": 2e-3,
+        "random_state": seed,
+        "device": "cpu",
+        "verbose": verbose,
+        "image_score": "mean",
+    }
+    if method == "disyre":
+        from diffad.image.disyre_localizer import DisyreLocalizer
+
+        return DisyreLocalizer(foreground_threshold=0.0, **common)  # zero background
     from diffad.image.ddpm_localizer import DDPMLocalizer
 
     return DDPMLocalizer(
-        unet={"channels": settings["channels"]},
         t_start=settings["t_start"],
         ddim_steps=settings["ddim_steps"],
-        train_steps=settings["train_steps"],
-        batch_size=32,
-        lr=2e-3,
         hflip=True,
         max_shift=2,
         # Localisation never calls the network above t_start: train only there.
         max_train_t=settings["t_start"],
-        random_state=seed,
-        device="cpu",
-        verbose=verbose,
         score="l1",
-        image_score="mean",
+        **common,
     )
 
 
 def cached_model(
-    settings: dict[str, Any], data: dict[str, Any], folder: Path, seed: int, verbose: bool
+    settings: dict[str, Any],
+    data: dict[str, Any],
+    folder: Path,
+    seed: int,
+    verbose: bool,
+    method: str = "ddpm",
 ) -> tuple[Any, bool]:
     """The trained and calibrated demo model: loaded from ``folder`` or trained and saved
     there (written to a temporary folder first, so an interrupted save is never loaded)."""
-    from diffad.image.ddpm_localizer import DDPMLocalizer
+    from diffad.image.localizers import load_localizer
 
     model_dir = folder / "model"
     if (model_dir / "config.json").is_file():
-        loc = DDPMLocalizer.load(model_dir, device="cpu")
+        loc = load_localizer(model_dir, device="cpu")
         loc.set_params(verbose=verbose)
         return loc, True
-    loc = demo_localizer(settings, seed, verbose).fit(data["train"])
+    loc = demo_localizer(settings, seed, verbose, method).fit(data["train"])
     loc.calibrate(data["calibration"], lam_percentile=settings["lam_percentile"])
     tmp = folder / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -198,6 +216,7 @@ def run_brain_demo(
     cache: str | os.PathLike | None = None,
     verbose: bool = True,
     log: Any = print,
+    method: str = "ddpm",
 ) -> Path:
     """Run the image demo (see the module docstring) and return the path of report.html.
 
@@ -215,6 +234,8 @@ def run_brain_demo(
         Progress bars.
     log : callable
         Receives one line of text per step.
+    method : {"ddpm", "disyre"}
+        The localiser to train.
     """
     from diffad.report.entries import finish_report, model_summary, run_context
     from diffad.report.run_folder import save_run
@@ -224,7 +245,7 @@ def run_brain_demo(
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]
-    folder = Path(cache or cache_root()) / f"brain-demo-{_key(settings, seed)}"
+    folder = Path(cache or cache_root()) / f"brain-demo-{_key(settings, seed, method)}"
     folder.mkdir(parents=True, exist_ok=True)
     data = demo_data(settings, seed)
     log(
@@ -232,7 +253,7 @@ def run_brain_demo(
         f"{len(data['calibration'])} Colin27 slices to calibrate, {len(data['images'])} test "
         f"slices ({int(data['has_lesion'].sum())} with a SYNTHETIC lesion)"
     )
-    loc, cached = cached_model(settings, data, folder, seed, verbose)
+    loc, cached = cached_model(settings, data, folder, seed, verbose, method)
     log(f"model: {'loaded from cache' if cached else 'trained'} ({folder / 'model'})")
     images, rec, maps, scores = loc.score_and_map(data["images"])
     entries = _entries(loc, data, scores, maps)
@@ -258,7 +279,8 @@ def run_brain_demo(
         "alpha": ALPHA,
         "q": Q,
         "synthetic_lesions": True,
-        "settings": {**settings, "lesions": LESIONS, "seed": seed, "quick": quick},
+        "settings": {**settings, "method": method, "lesions": LESIONS, "seed": seed,
+                     "quick": quick},  # fmt: skip
         "images": entries,
         "calibration": {**check.to_dict(), "message": check.message(), "p_values": check_p},
         "null_p_values": {
