@@ -83,8 +83,22 @@ def load_checkpoint(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[s
         another class.
     """
     folder = Path(path)
-    config_file, weights_file = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not config_file.is_file() or not weights_file.is_file():
+    payload = _read_payload(folder)
+    stored = payload.get("class")
+    if stored != kind:
+        raise ValueError(f"checkpoint {folder} was written by {stored!r}, not {kind!r}")
+    weights_file = folder / WEIGHTS_NAME
+    try:
+        tensors = load_file(str(weights_file))
+    except Exception as err:  # safetensors raises its own error types
+        raise ValueError(f"cannot read weights {weights_file}: {err}") from err
+    return payload["config"], tensors
+
+
+def _read_payload(folder: Path) -> dict[str, Any]:
+    """The JSON of a checkpoint folder, after checking that both files are there."""
+    config_file = folder / CONFIG_NAME
+    if not config_file.is_file() or not (folder / WEIGHTS_NAME).is_file():
         raise ValueError(
             f"{folder} is not a diffad checkpoint: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it"
         )
@@ -92,14 +106,9 @@ def load_checkpoint(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[s
         payload = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read {config_file}: {err}") from err
-    stored = payload.get("class") if isinstance(payload, dict) else None
-    if stored != kind:
-        raise ValueError(f"checkpoint {folder} was written by {stored!r}, not {kind!r}")
-    try:
-        tensors = load_file(str(weights_file))
-    except Exception as err:  # safetensors raises its own error types
-        raise ValueError(f"cannot read weights {weights_file}: {err}") from err
-    return payload["config"], tensors
+    if not isinstance(payload, dict):
+        raise ValueError(f"{config_file} is not a diffad checkpoint configuration")
+    return payload
 
 
 def checkpoint_kind(path: str | Path) -> str:
@@ -110,16 +119,7 @@ def checkpoint_kind(path: str | Path) -> str:
     ValueError
         If the folder is not a readable diffad checkpoint.
     """
-    config_file = Path(path) / CONFIG_NAME
-    if not config_file.is_file() or not (Path(path) / WEIGHTS_NAME).is_file():
-        raise ValueError(
-            f"{path} is not a diffad checkpoint: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it"
-        )
-    try:
-        payload = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"cannot read {config_file}: {err}") from err
-    stored = payload.get("class") if isinstance(payload, dict) else None
+    stored = _read_payload(Path(path)).get("class")
     if not isinstance(stored, str):
-        raise ValueError(f"{config_file} does not name the class that wrote it")
+        raise ValueError(f"{Path(path) / CONFIG_NAME} does not name the class that wrote it")
     return stored

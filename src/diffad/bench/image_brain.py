@@ -283,7 +283,8 @@ def run_brain_benchmark(
     disyre_methods = [m for m in methods if m in DISYRE_METHODS]
     if disyre_methods:
         disyre = run_disyre(
-            data, disyre_methods, report_maps, erosion, quick, channels=channels,
+            data, disyre_methods, lambda maps_of: _metrics(report_maps(data, maps_of, erosion)),
+            quick, channels=channels,
             train_steps=train_steps, batch_size=batch_size, lr=lr, seed=seed, verbose=verbose,
         )  # fmt: skip
         result["scores"].update(disyre.pop("scores"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,7 @@ def maps_per_second(loc: DisyreLocalizer, images: np.ndarray, repeats: int = 3) 
 def run_disyre(
     data: dict[str, np.ndarray],
     methods: list[str],
-    report_maps,
-    erosion: int,
+    score_maps: Callable[[Callable[[str], np.ndarray]], dict[str, float]],
     quick: bool,
     channels: list[int] | None = None,
     train_steps: int | None = None,
@@ -73,10 +73,9 @@ def run_disyre(
         From :func:`diffad.bench.image_brain.load_brain_split`.
     methods : list of str
         Subset of ``DISYRE_METHODS``.
-    report_maps : callable
-        :func:`diffad.bench.image_brain.report_maps` (passed in to keep one scorer).
-    erosion : int
-        Brain-mask erosion of the post-processing.
+    score_maps : callable
+        ``score_maps(maps_of)`` → the metrics of the raw maps ``maps_of(split)``: the DDPM
+        methods' scorer of :mod:`diffad.bench.image_brain`, passed in so that there is one.
     quick : bool
         Use the ``quick`` budget.
     channels, train_steps, batch_size, lr, seed, verbose :
@@ -110,16 +109,7 @@ def run_disyre(
     def scores_of(**inference: Any) -> dict[str, float]:
         loc.set_params(**inference)
         maps = {k: loc.anomaly_map(data[k]) for k in ("val", "test", "test_healthy")}
-        rep = report_maps(data, lambda k: maps[k], erosion)
-        return {
-            "pixel_ap": rep["pixel_ap"],
-            "pixel_auroc": rep["pixel_auroc"],
-            "best_dice": rep["best_dice"],
-            "dice_healthy95": rep["dice_healthy95"],
-            "dice_healthy99": rep["dice_healthy99"],
-            "healthy_fpr": rep["healthy_fpr95"],
-            "healthy_fpr99": rep["healthy_fpr99"],
-        }
+        return score_maps(lambda k: maps[k])
 
     scores = {m: scores_of(**_inference(m)) for m in methods}
     singles = {f"t={t}": scores_of(severities=(t,), inference="ensemble")

@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from diffad._deprecation import renamed_attribute, renamed_keyword, renamed_parameters
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
-from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.localizer_base import ImageLocalizer
 from diffad.image.scores import anomaly_score
@@ -158,12 +157,7 @@ class DDPMLocalizer(ImageLocalizer):
 
     # ------------------------------------------------------------------ configuration
     def _check_params(self) -> None:
-        if int(self.train_steps) < 1 or int(self.batch_size) < 1:
-            raise ValueError("train_steps and batch_size must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        self._check_training_params()
         if int(self.max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
         if self.max_train_t is not None and not 0 <= int(self.max_train_t) < int(
@@ -244,23 +238,8 @@ class DDPMLocalizer(ImageLocalizer):
             noise = torch.randn(x0.shape, generator=gen).to(device)
             return F.mse_loss(net(schedule.add_noise_vp(x0, noise, t), t), noise)
 
-        log = train_network(
-            model,
-            torch.from_numpy(data).to(device),
-            loss_fn,
-            n_steps=int(self.train_steps),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            lr_schedule=self.lr_schedule,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(int(self.random_state)),
-            verbose=self.verbose,
-            desc="DDPM training",
-        )
-        self.train_seconds_ = log.seconds
-        self.model_ = model
+        self._train_unet(model, data, loss_fn, "DDPM training")
         self.noise_schedule_ = schedule
-        self.loss_history_ = log.losses
 
     # ------------------------------------------------------------------ inference
     def _reconstruct(self, data: np.ndarray, seed: int, n_samples: int) -> np.ndarray:

@@ -34,7 +34,6 @@ from diffad.diffusion.cold import (
     severity_schedule,
     severity_step,
 )
-from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, INFERENCE_MODES
 from diffad.image.localizer_base import ImageLocalizer
@@ -170,12 +169,7 @@ class DisyreLocalizer(ImageLocalizer):
             raise ValueError("preprocessing must be a dict of ImagePreprocessing fields or None")
 
     def _check_params(self) -> None:
-        if int(self.train_steps) < 1 or int(self.batch_size) < 1:
-            raise ValueError("train_steps and batch_size must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        self._check_training_params()
         self.chains()
         self._dag_config()
 
@@ -275,26 +269,11 @@ class DisyreLocalizer(ImageLocalizer):
             xc = torch.from_numpy(corrupted).to(device)
             return F.mse_loss(xc + net(xc, t), x0)
 
-        log = train_network(
-            model,
-            torch.from_numpy(data).to(device),
-            loss_fn,
-            n_steps=int(self.train_steps),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            lr_schedule=self.lr_schedule,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(int(self.random_state)),
-            verbose=self.verbose,
-            desc="DISYRE training",
-        )
-        self.train_seconds_ = log.seconds
-        self.model_ = model
+        self._train_unet(model, data, loss_fn, "DISYRE training")
         self.severity_schedule_ = schedule
         # A fixed mask for the region test: foreground in at least half the training images.
         share = foreground_mask(data, self.foreground_threshold).mean(axis=0)[0]
         self.foreground_ = share >= 0.5
-        self.loss_history_ = log.losses
 
     # ------------------------------------------------------------------ inference
     def _restorations(self, data: np.ndarray) -> list[np.ndarray]:

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from diffad.checkpoint import load_checkpoint, save_checkpoint
 from diffad.device import resolve_device
+from diffad.diffusion.training import LR_SCHEDULES, train_network
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
 from diffad.image.batch import as_image_batch
@@ -120,6 +121,36 @@ class ImageLocalizer(BaseEstimator):
             model = UNet(config)
         model.check_input(torch.from_numpy(data[:1]))
         return model.to(resolve_device(self.device))
+
+    def _check_training_params(self) -> None:
+        """The training budget and optimiser parameters every U-Net localiser has."""
+        if int(self.train_steps) < 1 or int(self.batch_size) < 1:
+            raise ValueError("train_steps and batch_size must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+
+    def _train_unet(self, model: UNet, data: np.ndarray, loss_fn: Any, desc: str) -> None:
+        """Train ``model`` on ``data`` with the shared loop (seeded by ``random_state``) and
+        keep it as ``model_`` with ``loss_history_`` and ``train_seconds_``."""
+        device = next(model.parameters()).device
+        log = train_network(
+            model,
+            torch.from_numpy(data).to(device),
+            loss_fn,
+            n_steps=int(self.train_steps),
+            batch_size=int(self.batch_size),
+            lr=float(self.lr),
+            lr_schedule=self.lr_schedule,
+            drop_last=True,  # BatchNorm needs more than one image per batch
+            generator=torch.Generator().manual_seed(int(self.random_state)),
+            verbose=self.verbose,
+            desc=desc,
+        )
+        self.train_seconds_ = log.seconds
+        self.model_ = model
+        self.loss_history_ = log.losses
 
     # ------------------------------------------------------------------ fitting
     def fit(self, images: Any, y: Any = None) -> ImageLocalizer:

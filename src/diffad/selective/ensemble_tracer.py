@@ -25,7 +25,7 @@ import torch
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.unet import UNet
 from diffad.selective.affine import mean_filter_pair
-from diffad.selective.intervals import segment_points, selection_intervals
+from diffad.selective.intervals import selection_intervals, split_at
 from diffad.selective.prefix_cache import PrefixCache
 from diffad.selective.tracer import ReconstructionTracer
 
@@ -105,9 +105,7 @@ def abs_mean_selection_intervals(
     active = weight > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         roots = (z0 - dv[:, active] / ds[:, active]).ravel()
-    roots = roots[np.isfinite(roots) & (roots > lo) & (roots < hi)]
-    bounds = np.concatenate([[lo], np.unique(roots), [hi]])
-    mids = segment_points(bounds)
+    bounds, mids = split_at(roots, lo, hi)
     out: list[tuple[float, float]] = []
     for start in range(0, mids.size, _SUB_PIECE_CHUNK):
         m = mids[start : start + _SUB_PIECE_CHUNK]

@@ -30,13 +30,21 @@ def merge_intervals(intervals: list | np.ndarray, tol: float = 0.0) -> np.ndarra
     return np.vstack(out)
 
 
-def segment_points(bounds: np.ndarray) -> np.ndarray:
+def _representative(bounds: np.ndarray) -> np.ndarray:
     """A point inside each consecutive segment of ``bounds`` (ends may be ±inf)."""
     left, right = bounds[:-1], bounds[1:]
     mid = 0.5 * (left + right)
     mid = np.where(np.isneginf(left), right - 1.0, mid)
     mid = np.where(np.isposinf(right), left + 1.0, mid)
     return np.where(np.isneginf(left) & np.isposinf(right), 0.0, mid)
+
+
+def split_at(roots: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] cut at the finite ``roots`` inside it: the segment ends (sorted, with lo and
+    hi) and one point inside each segment."""
+    roots = roots[np.isfinite(roots) & (roots > lo) & (roots < hi)]
+    bounds = np.concatenate([[lo], np.unique(roots), [hi]])
+    return bounds, _representative(bounds)
 
 
 def selection_intervals(
@@ -65,9 +73,7 @@ def selection_intervals(
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         roots = np.concatenate([(lam - fv) / fs, (-lam - fv) / fs]) + z0
-    roots = roots[np.isfinite(roots) & (roots > lo) & (roots < hi)]
-    bounds = np.concatenate([[lo], np.unique(roots), [hi]])
-    mids = segment_points(bounds)
+    bounds, mids = split_at(roots, lo, hi)
     sel = np.abs(fv[None, :] + fs[None, :] * (mids - z0)[:, None]) > lam
     keep = (sel == m_obs[None, :]).all(axis=1)
     return [(float(bounds[k]), float(bounds[k + 1])) for k in np.flatnonzero(keep)]
