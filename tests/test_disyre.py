@@ -143,3 +143,15 @@ def test_errors():
     with pytest.raises(ValueError, match="not fitted|fit"):
         DisyreLocalizer().anomaly_map(_images(2, 0))
     torch.manual_seed(0)
+
+
+def test_load_localizer_names_what_it_found(tmp_path):
+    with pytest.raises(ValueError, match="not a diffad checkpoint"):
+        load_localizer(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"class": "DTECategorical", "config": {}}))
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds a DTECategorical, not an image localiser"):
+        load_localizer(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a diffad checkpoint configuration"):
+        load_localizer(tmp_path)
