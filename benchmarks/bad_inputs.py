@@ -5,6 +5,11 @@ image commands and the Python API the inputs users get wrong. Writes one record 
 the call, the exit code (CLI) or exception type (API), and the message.
 
     python benchmarks/bad_inputs.py --out benchmarks/results/bad_inputs.json
+    python benchmarks/bad_inputs.py --method disyre --out benchmarks/results/bad_inputs_disyre.json
+
+With ``--method disyre`` the model is a DISYRE localiser and the DISYRE-only mistakes are
+added (options of the other method, severity steps out of range, DDPM settings for a DISYRE
+region test, images outside [0, 1], a patch larger than the images).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from diffad.bench.results import write_json
 from diffad.cli import main as cli
 
 
-def make_files(root: Path) -> dict[str, str]:
+def make_files(root: Path, method: str = "ddpm") -> dict[str, str]:
     """Good pictures, a model, and the bad files."""
     rng = np.random.default_rng(0)
     good = root / "good"
@@ -47,7 +52,8 @@ def make_files(root: Path) -> dict[str, str]:
     files["emptydir"] = str(root / "emptydir")
     files["notes"] = str(root / "notes.txt")
     argv = ["train-image", "--data", str(good), "--size", "16", "--out", files["model"]]
-    assert cli(argv + ["--steps", "3", "--channels", "4,8", "--quiet", "--score", "l1"]) == 0
+    argv += ["--steps", "3", "--channels", "4,8", "--quiet", "--method", method]
+    assert cli(argv + (["--score", "l1"] if method == "ddpm" else [])) == 0
     return files
 
 
@@ -70,6 +76,15 @@ CLI_CASES = [
     ("train-image", "bad channels", ["--data", "{good}", "--channels", "4,x"]),
     ("train-image", "too few images to calibrate", ["--data", "{colour}"]),
     ("report", "not a run folder", ["{good}"]),
+]
+_DISYRE = ["--data", "{good}", "--method", "disyre"]
+DISYRE_CLI_CASES = [
+    ("test", "DDPM setting on a DISYRE model", ["--images", "{good}", "--t-start", "100"]),
+    ("train-image", "DDPM option with --method disyre", [*_DISYRE, "--t-start", "100"]),
+    ("train-image", "severity step out of range", [*_DISYRE, "--severities", "99,100"]),
+    ("train-image", "unknown inference", [*_DISYRE, "--inference", "fast"]),
+    ("train-image", "patch larger than the images", [*_DISYRE, "--size", "16", "--patch-size",
+                                                     "32"]),  # fmt: skip
 ]
 
 
@@ -98,10 +113,11 @@ def run_cli(command: str, extra: list[str], files: dict[str, str], out: Path) ->
     return {"argv": "diffad " + " ".join(argv), "exit": code, "stderr": err.getvalue().strip()}
 
 
-def api_cases(files: dict[str, str]) -> list[dict[str, Any]]:
-    from diffad import DDPMLocalizer, SelectiveTest
+def api_cases(files: dict[str, str], method: str = "ddpm") -> list[dict[str, Any]]:
+    from diffad import DDPMLocalizer, DisyreLocalizer, SelectiveTest
+    from diffad.image.localizers import load_localizer
 
-    loc = DDPMLocalizer.load(files["model"], device="cpu")
+    loc = load_localizer(files["model"], device="cpu")
     loc.set_params(verbose=False)
     cases = [
         (
@@ -130,6 +146,21 @@ def api_cases(files: dict[str, str]) -> list[dict[str, Any]]:
         ),
         ("predict before fit", lambda: DDPMLocalizer().predict(np.zeros((1, 16, 16)))),
     ]
+    if method == "disyre":
+        cases += [
+            (
+                "DISYRE fit on images outside [0, 1]",
+                lambda: DisyreLocalizer(verbose=False).fit(np.full((4, 16, 16), 3.0)),
+            ),
+            (
+                "DISYRE patch larger than the images",
+                lambda: DisyreLocalizer(patch_size=32, verbose=False).fit(np.zeros((4, 16, 16))),
+            ),
+            (
+                "SelectiveTest with t_start on a DISYRE model",
+                lambda: SelectiveTest(loc, t_start=100).test(np.zeros((16, 16))),
+            ),
+        ]
     out = []
     for name, call in cases:
         try:
@@ -143,23 +174,28 @@ def api_cases(files: dict[str, str]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=("ddpm", "disyre"), default="ddpm", help="model kind")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        files = make_files(root)
+        files = make_files(root, args.method)
         cli_rows = []
-        for command, case, extra in CLI_CASES:
+        cases = CLI_CASES + (DISYRE_CLI_CASES if args.method == "disyre" else [])
+        for command, case, extra in cases:
             row = run_cli(command, extra, files, root / "out")
             cli_rows.append({"command": command, "case": case, **row})
-        api_rows = api_cases(files)
+        api_rows = api_cases(files, args.method)
     for row in cli_rows:  # the temporary paths mean nothing after the run
         row["argv"] = row["argv"].replace(str(root), "TMP")
         row["stderr"] = row["stderr"].replace(str(root), "TMP")
     write_json(
         args.out,
         {
-            "command": "python benchmarks/bad_inputs.py --out " + args.out,
+            "command": "python benchmarks/bad_inputs.py "
+            + ("" if args.method == "ddpm" else "--method disyre ")
+            + "--out "
+            + args.out,
             "machine": machine_info(),
             "cli": cli_rows,
             "api": api_rows,

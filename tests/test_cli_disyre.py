@@ -59,7 +59,8 @@ def test_localize_test_and_report_take_a_disyre_model(model, folder, tmp_path, c
     assert all(p is None or 0 <= p <= 1 for p in p_values)
     assert any(p is not None for p in p_values)
     capsys.readouterr()
-    assert main(argv + ["--quiet", "--t-start", "100"]) == 2
+    # A setting that fails every image fails once, before the batch (no healthy check either).
+    assert main(argv + ["--quiet", "--t-start", "100", "--check", "0"]) == 2
     assert "do not apply to a DISYRE model" in capsys.readouterr().err
 
 

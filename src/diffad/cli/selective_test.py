@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         n_permutations=args.permutations,
         device=args.device,
     )
+    tester.validate(loc.image_shape_)  # a setting that fails every image fails once, here
     log = result_log(args)
     if log is not None and len(log):
         print(f"resuming: {len(log)} result(s) already in {log.path}")

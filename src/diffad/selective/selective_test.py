@@ -206,6 +206,21 @@ class SelectiveTest:
             )
         return cache[key]
 
+    def validate(self, shape: tuple[int, ...]) -> None:
+        """Check the settings against the localiser for images of ``shape`` ((C, H, W) or
+        (H, W)) and build the tracer, so that a setting that fails every image fails once,
+        before a batch starts.
+
+        Raises
+        ------
+        ValueError
+            An unfitted localiser, a bad option, or one that does not apply to this localiser
+            (``t_start`` for a DISYRE model).
+        """
+        self._check_params()
+        shape3 = tuple(int(v) for v in (shape if len(shape) == 3 else (1, *shape)))
+        self._tracer(shape3)
+
     def _lam(self) -> float:
         """``lam``, or the localizer's calibrated ``lam_`` when it is None."""
         lam = self.lam if self.lam is not None else getattr(self.localizer, "lam_", None)
