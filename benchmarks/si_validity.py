@@ -292,6 +292,7 @@ def main() -> None:
     started = time.time()
     machine = machine_info()
     out_path = Path(ns.out)
+    torch.set_num_threads(1)  # the workers use one thread each; training and λ do too
     args["lam"] = calibrated_lam(args) if ns.model == "disyre" else LAM
     if ns.merge:
         missing = [f for f in ns.merge if not Path(f).is_file()]
