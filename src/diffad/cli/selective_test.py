@@ -156,6 +156,10 @@ def check_backend_args(args: argparse.Namespace) -> None:
                 raise ValueError(f"{flag} needs --backend ray")
     if args.workers is not None and (args.workers == 0 or args.workers < -1):
         raise ValueError(f"--workers must be a positive integer or -1, got {args.workers}")
+    if not args.gpus_per_task >= 0:
+        raise ValueError(f"--gpus-per-task must be >= 0, got {args.gpus_per_task}")
+    if args.max_retries < 0:
+        raise ValueError(f"--max-retries must be >= 0, got {args.max_retries}")
     if args.backend == "ray" and args.device == "cuda" and not args.gpus_per_task:
         # Ray hides the GPUs from tasks that request none: every image would fail.
         raise ValueError("--device cuda with --backend ray needs --gpus-per-task > 0")
