@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from si_models import get_localizer  # noqa: E402
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
 from diffad.device import resolve_device  # noqa: E402
+from diffad.selective.ray_backend import portable  # noqa: E402
 from diffad.selective.selective_test import SelectiveTest  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
@@ -141,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             loc = get_localizer(size, args.train_steps, 0, verbose=False, device=str(device))
         tester = SelectiveTest(loc, 1.0, lam=LAM, device=str(device), termination="precision")
-        doc["sizes"].append(time_size(tester, device, size, args.images, args.seed))
+        entry = time_size(tester, device, size, args.images, args.seed)
+        # What a Ray run puts in the object store once (the test with its network).
+        entry["model_parameters"] = int(sum(p.numel() for p in loc.model_.parameters()))
+        entry["pickled_test_bytes"] = len(pickle.dumps(portable(tester)))
+        doc["sizes"].append(entry)
         write_json(args.out, {**doc, "command": machine["command"], "machine": machine}, 1)
     doc["load_average_after"] = list(os.getloadavg())
     doc.update(command=machine["command"], machine=machine)
