@@ -11,12 +11,14 @@ and a small DDPM trained on N(0, 1) images of that size (cached), it times:
 3. the per-task overhead of Ray against joblib: ``--overhead-images`` images through the
    cheap ``naive`` method (one reconstruction each), once to warm the workers and once
    timed; overhead per task = (workers × wall − Σ seconds inside the tests) / images;
-4. with ``--rss-images N``: peak memory while streaming N images of ``--rss-size`` (method
-   ``naive``) through :func:`~diffad.selective.batch.iter_tests` into a JSON-lines result
-   log, as ``diffad test --out`` does: the driver's peak RSS after 10 %, 50 % and 100 % of the
-   images (and its current RSS), and the peak RSS of every child process, Ray's workers
-   among them (Linux ``/proc``). Run it alone (``--skip-scale --overhead-images 0``) so the
-   driver's peak is the stream's.
+4. with ``--rss-images N``: memory while streaming N images of ``--rss-size`` (method
+   ``naive``) through :func:`~diffad.selective.batch.iter_tests`, twice: dropping each result
+   as it arrives (what the backend itself holds), then into a JSON-lines result log as
+   ``diffad test --out`` does (which keeps every result for the report). The driver's current
+   and peak RSS after 10 %, 50 % and 100 % of the images, its growth per image over the
+   second half, and the peak RSS of every child process, Ray's workers among them (Linux
+   ``/proc``). Run it alone (``--skip-scale --overhead-images 0``) so the driver's peak is
+   the stream's.
 
 p-values, p brackets, intervals and regions of every run are compared with the serial ones
 (exact equality). The load average is recorded before and after: on a shared machine the
@@ -213,31 +215,48 @@ def driver_rss_mb() -> float | None:
     return int(rss[0].split()[1]) / 1024 if rss else None
 
 
+def _stream_pass(tester, imgs, refs, backend: str, workers: int, log: Any) -> dict:
+    """Stream the images once; the driver's RSS (MB) after 10 %, 50 % and 100 % of them.
+    ``log``: a ResultLog that keeps every result (as ``diffad test``), or None (dropped)."""
+    count = len(imgs)
+    marks = {max(1, count // 10), max(1, count // 2), count}
+    rss, t0 = {}, time.perf_counter()
+    stream = iter_tests(tester, imgs, list(refs), "naive", backend=backend, n_jobs=workers)
+    for done, (i, res) in enumerate(stream, start=1):
+        if log is not None:
+            log.put(str(i), res if not isinstance(res, Exception) else str(res))
+        if done in marks:
+            rss[str(done)] = {"peak": driver_peak_mb(), "current": driver_rss_mb()}
+    # Growth over the second half: the first images also pay one-off allocations.
+    half = max(1, count // 2)
+    lo, hi = rss[str(half)]["current"], rss[str(count)]["current"]
+    growth = None if lo is None or count == half else (hi - lo) / (count - half)
+    return {
+        "wall_seconds": time.perf_counter() - t0,
+        "driver_rss_mb_after_images": rss,
+        "driver_rss_growth_kb_per_image_second_half": None if growth is None else 1024 * growth,
+    }
+
+
 def stream_rss(args: argparse.Namespace, backend: str, workers: int) -> dict:
-    """Peak memory while streaming ``--rss-images`` images into a result log."""
+    """Memory while streaming ``--rss-images`` images: once dropping each result as it
+    arrives (what the backend itself holds), then into a result log (``diffad test``)."""
     loc, desc = small_model(args.rss_size, args.channels, args.train_steps)
     tester = SelectiveTest(loc, 1.0, lam=LAM, device="cpu")
     count = args.rss_images
     imgs, refs = make_images(args.rss_size, count, 11)
-    marks = {max(1, count // 10), max(1, count // 2), count}
     ray = None
     if backend == "ray":
         ray, _ = start_ray(workers)
     out: dict[str, Any] = {"images": count, "size": args.rss_size, "method": "naive"}
     out.update(backend=backend, workers=workers, model=desc)
     out["driver_rss_mb_before"] = {"peak": driver_peak_mb(), "current": driver_rss_mb()}
-    peaks, t0 = {}, time.perf_counter()
     try:
+        out["results_dropped"] = _stream_pass(tester, imgs, refs, backend, workers, None)
         with tempfile.TemporaryDirectory() as tmp:
             log = ResultLog(Path(tmp) / "results.jsonl", {"rss": 1})
-            stream = iter_tests(tester, imgs, list(refs), "naive", backend=backend, n_jobs=workers)
-            for done, (i, res) in enumerate(stream, start=1):
-                log.put(str(i), res if not isinstance(res, Exception) else str(res))
-                if done in marks:
-                    peaks[str(done)] = {"peak": driver_peak_mb(), "current": driver_rss_mb()}
-            out["log_bytes"] = (Path(tmp) / "results.jsonl").stat().st_size
-        out["wall_seconds"] = time.perf_counter() - t0
-        out["driver_rss_mb_after_images"] = peaks
+            out["results_logged"] = _stream_pass(tester, imgs, refs, backend, workers, log)
+            out["results_logged"]["log_bytes"] = (Path(tmp) / "results.jsonl").stat().st_size
         procs = [_peak_rss_mb(pid) for pid in _descendants(os.getpid())]
         out["child_process_peak_rss_mb"] = sorted(
             ([n, round(mb, 1)] for n, mb in filter(None, procs)), key=lambda p: -p[1]
@@ -305,9 +324,11 @@ def main() -> None:
             "mean_pieces": float(np.mean([r.n_pieces for r in serial if r.selected])),
             "p_values": [r.p_value for r in serial],
         }
+        doc["serial"]["load_average_after"] = list(os.getloadavg())
         print("serial", wall, flush=True)
         doc["workers"], doc["wall_seconds"], doc["startup_seconds"] = [], [], []
         doc["overhead_in_run_per_task"], identical, diff = [], True, 0.0
+        doc["seconds_inside_tests"], doc["load_average_after_each"] = [], []
         for w in workers:
             started = 0.0
             if args.backend == "ray":
@@ -324,6 +345,10 @@ def main() -> None:
             doc["wall_seconds"].append(wall)
             doc["startup_seconds"].append(started)
             doc["overhead_in_run_per_task"].append(overhead(res, wall, w))
+            # Seconds inside the tests: above the serial sum when the workers compete for
+            # the cores (with each other or with other jobs), whatever the backend.
+            doc["seconds_inside_tests"].append(sum(r.seconds for r in res))
+            doc["load_average_after_each"].append(list(os.getloadavg()))
             print(args.backend, w, wall, flush=True)
             write_json(args.out, doc, indent=1)
         doc["speedup_vs_serial"] = [doc["serial"]["wall_seconds"] / w for w in doc["wall_seconds"]]
