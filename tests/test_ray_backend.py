@@ -119,6 +119,24 @@ def test_missing_ray_is_one_clear_error(monkeypatch):
         import_ray()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"backend": "spark"}, "backend must be one of"),
+        ({"address": "auto"}, "apply to backend='ray' only"),
+        ({"gpus_per_task": 1}, "apply to backend='ray' only"),
+        ({"backend": "ray", "gpus_per_task": -1}, "gpus_per_task must be >= 0"),
+        ({"backend": "ray", "max_retries": -1}, "max_retries must be"),
+        ({"backend": "ray", "n_jobs": 0}, "n_jobs must be"),
+    ],
+)
+def test_bad_backend_options_fail_before_anything_starts(model, images, options, message):
+    with pytest.raises(ValueError, match=message):
+        _tester(model[0]).test_many(*images, **options)
+    with pytest.raises(ValueError, match=message):
+        iter_tests(_tester(model[0]), images[0], **options)  # at the call, not on next()
+
+
 def test_ray_gives_the_serial_p_values_intervals_and_regions(ray_local, model, images):
     tester = _tester(model[0])
     serial = tester.test_many(*images)

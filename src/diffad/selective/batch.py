@@ -29,9 +29,14 @@ Outcome = SelectiveTestResult | Exception
 
 
 def check_backend(
-    backend: str, address: str | None, gpus_per_task: float, max_retries: int
+    backend: str,
+    address: str | None,
+    gpus_per_task: float,
+    max_retries: int,
+    n_jobs: int | None = 1,
 ) -> None:
-    """Reject an unknown backend, Ray-only options on joblib and negative resources.
+    """Reject an unknown backend, Ray-only options on joblib, negative resources and (for
+    Ray, before it starts) a worker count that is not positive, -1 or None.
 
     Raises
     ------
@@ -46,6 +51,11 @@ def check_backend(
         raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     if backend != "ray" and (address is not None or gpus_per_task):
         raise ValueError("address and gpus_per_task apply to backend='ray' only")
+    bad_jobs = isinstance(n_jobs, bool) or not (
+        n_jobs is None or (isinstance(n_jobs, int) and (n_jobs >= 1 or n_jobs == -1))
+    )
+    if backend == "ray" and bad_jobs:
+        raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
 
 
 def _capture(tester: Any, index: int, image: Any, reference: Any, method: str) -> tuple:
@@ -104,7 +114,7 @@ def iter_tests(
         exception stops the batch. Order: input order for joblib, completion order for Ray.
     """
     # Checked here, not on the first next(): a bad option fails where the call is made.
-    check_backend(backend, address, gpus_per_task, max_retries)
+    check_backend(backend, address, gpus_per_task, max_retries, n_jobs)
     refs = [None] * len(images) if references is None else list(references)
     if len(refs) != len(images):
         raise ValueError(f"{len(refs)} references for {len(images)} images")

@@ -106,10 +106,8 @@ def _remote(ray: Any) -> Any:
 
 
 def _window(ray: Any, n_jobs: int | None, gpus_per_task: float) -> int:
-    """How many tasks to keep in flight."""
+    """How many tasks to keep in flight (``n_jobs`` checked by ``check_backend``)."""
     if n_jobs is not None and n_jobs != -1:
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
         return n_jobs
     res = ray.cluster_resources()
     slots = res.get("GPU", 0) / gpus_per_task if gpus_per_task else res.get("CPU", 1)

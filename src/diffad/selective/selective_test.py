@@ -464,7 +464,7 @@ class SelectiveTest:
         """
         from diffad.selective.batch import check_backend
 
-        check_backend(backend, address, gpus_per_task, max_retries)
+        check_backend(backend, address, gpus_per_task, max_retries, n_jobs)
         imgs = np.asarray(images, dtype=np.float64)
         if imgs.ndim not in (3, 4) or len(imgs) == 0:
             raise ValueError(
