@@ -62,7 +62,12 @@ def get_disyre(
 
 
 def get_localizer(
-    size: int, train_steps: int = 3000, seed: int = 0, verbose: bool = True, batch_size: int = 32
+    size: int,
+    train_steps: int = 3000,
+    seed: int = 0,
+    verbose: bool = True,
+    batch_size: int = 32,
+    device: str = "cpu",
 ) -> DDPMLocalizer:
     """The cached localizer for ``size``, training it first when missing.
 
@@ -78,10 +83,13 @@ def get_localizer(
         Progress bar while training.
     batch_size : int
         Training mini-batch (smaller only to afford large D on a busy CPU).
+    device : str
+        Where to train (when missing) and put the loaded model: ``"cpu"``, ``"cuda"`` or
+        ``"auto"``. The cache does not depend on it.
     """
     path = model_path(size, train_steps, seed, batch_size)
     if (path / "config.json").is_file():
-        return DDPMLocalizer.load(path, device="cpu")
+        return DDPMLocalizer.load(path, device=device)
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((N_TRAIN, 1, size, size)).astype(np.float32)
     loc = DDPMLocalizer(
@@ -91,7 +99,7 @@ def get_localizer(
         train_steps=train_steps,
         batch_size=batch_size,
         random_state=seed,
-        device="cpu",
+        device=device,
         verbose=verbose,
     )
     loc.fit(images)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,71 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "with the same --out and options resumes",
     )
     add_runtime_args(p)
+    add_backend_args(p)
     p.set_defaults(func=run)
+
+
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--workers`` and the Ray options."""
+    from diffad.selective.batch import BACKENDS
+
+    p.add_argument(
+        "--backend",
+        default="joblib",
+        choices=BACKENDS,
+        help="where the p-values are computed: joblib (this machine) or ray (one task per "
+        "image on a Ray cluster or a local Ray instance; pip install 'diffad[ray]')",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="joblib: worker processes (default 1: in this process; -1: all cores); ray: "
+        "images tested at once (default: twice the cluster's CPUs, or GPUs / "
+        "--gpus-per-task), also the CPUs of a local Ray instance started for the run",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="ray: the cluster to connect to (auto, ray://HEAD:10001, …); default: "
+        "$RAY_ADDRESS, else a new local instance",
+    )
+    p.add_argument(
+        "--gpus-per-task",
+        type=float,
+        default=0,
+        help="ray: GPUs each task requests (a fraction shares a GPU); 0: tasks see no GPU",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=3,
+        help="ray: reruns of a task whose worker process died",
+    )
+
+
+def check_backend_args(args: argparse.Namespace) -> None:
+    """The backend options must fit together (one clear error otherwise)."""
+    from diffad.selective.batch import check_backend
+
+    if args.backend != "ray":
+        for flag, value, default in (
+            ("--address", args.address, None),
+            ("--gpus-per-task", args.gpus_per_task, 0),
+            ("--max-retries", args.max_retries, 3),
+        ):
+            if value != default:
+                raise ValueError(f"{flag} needs --backend ray")
+    if args.workers is not None and (args.workers == 0 or args.workers < -1):
+        raise ValueError(f"--workers must be a positive integer or -1, got {args.workers}")
+    if not args.gpus_per_task >= 0:
+        raise ValueError(f"--gpus-per-task must be >= 0, got {args.gpus_per_task}")
+    if args.max_retries < 0:
+        raise ValueError(f"--max-retries must be >= 0, got {args.max_retries}")
+    if args.backend == "ray" and args.device == "cuda" and not args.gpus_per_task:
+        # Ray hides the GPUs from tasks that request none: every image would fail.
+        raise ValueError("--device cuda with --backend ray needs --gpus-per-task > 0")
+    check_backend(args.backend, args.address, args.gpus_per_task, args.max_retries)
 
 
 def _reference(args: argparse.Namespace, loc: Any) -> tuple[np.ndarray | None, float | None]:
@@ -137,12 +202,11 @@ def describe(result: Any, termination: str, alpha: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
-    from tqdm.auto import tqdm
-
     from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
     from diffad.selective.selective_test import SelectiveTest
 
     check_levels(alpha=args.alpha)
+    check_backend_args(args)
     set_threads(args.threads)
     loc = load_localizer(args.model, args.device, args.quiet, args.resize)
     raw = read_images(args, args.images, loc.image_shape_[1])
@@ -172,21 +236,7 @@ def run(args: argparse.Namespace) -> int:
     log = result_log(args)
     if log is not None and len(log):
         print(f"resuming: {len(log)} result(s) already in {log.path}")
-    results: list[Any] = []
-    pairs = list(zip(raw.names, data, strict=True))
-    for name, x in tqdm(pairs, desc="p-values", disable=args.quiet):
-        res = None if log is None else log.get(name)
-        if res is None:
-            try:
-                res = tester.test(x, reference, method=args.method)
-            except (ValueError, RuntimeError) as err:
-                if len(pairs) == 1:
-                    raise ValueError(str(err)) from err  # one image: its error is the answer
-                res = str(err)  # one failing image does not stop the others
-            if log is not None:
-                log.put(name, res)
-        results.append(res)
-        tqdm.write(f"{name}: {describe(res, args.termination, args.alpha)}")
+    results = compute_results(args, tester, raw.names, data, reference, log)
     check, check_p = None, []
     checked = not (args.reference or args.references) and args.method == "parametric"
     kept = getattr(loc, "check_images_", None)
@@ -204,6 +254,60 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def compute_results(
+    args: argparse.Namespace,
+    tester: Any,
+    names: list[str],
+    data: np.ndarray,
+    reference: np.ndarray | None,
+    log: Any,
+) -> list[Any]:
+    """Each image's result (an error message for a failed test), in input order.
+
+    Finished results come from ``log``; the others are computed on the chosen backend and
+    written to ``log`` as each arrives, with one line on the terminal per image (in the order
+    they finish). A failing image is recorded with its message and the others go on, except
+    when it is the only image: then its error is the answer (exit 2).
+    """
+    from tqdm.auto import tqdm
+
+    from diffad.selective.batch import iter_tests
+
+    results: list[Any] = [None if log is None else log.get(name) for name in names]
+    todo = [i for i, res in enumerate(results) if res is None]
+    for name, res in zip(names, results, strict=True):  # finished earlier: shown at once
+        if res is not None:
+            tqdm.write(f"{name}: {describe(res, args.termination, args.alpha)}")
+    stream = iter_tests(
+        tester,
+        [data[i] for i in todo],
+        None if reference is None else [reference] * len(todo),
+        args.method,
+        backend=args.backend,
+        n_jobs=args.workers,
+        address=args.address,
+        gpus_per_task=args.gpus_per_task,
+        max_retries=args.max_retries,
+    )
+    bar = tqdm(
+        total=len(names), initial=len(names) - len(todo), desc="p-values", disable=args.quiet
+    )
+    # closing(): an error or Ctrl-C cancels the pending Ray tasks and stops a Ray started here.
+    with contextlib.closing(stream), bar:
+        for k, res in stream:
+            i = todo[k]
+            if isinstance(res, Exception):
+                if len(names) == 1:
+                    raise ValueError(str(res)) from res  # one image: its error is the answer
+                res = str(res)  # one failing image does not stop the others
+            if log is not None:
+                log.put(names[i], res)
+            results[i] = res
+            bar.update()
+            tqdm.write(f"{names[i]}: {describe(res, args.termination, args.alpha)}")
+    return results
+
+
 def result_log(args: argparse.Namespace) -> Any:
     """The JSON-lines log of finished p-values: ``--out`` itself when it ends in ``.jsonl``,
     else ``OUT/results.jsonl``; None without ``--out``. Its settings are the model's files and
@@ -219,7 +323,10 @@ def result_log(args: argparse.Namespace) -> Any:
         **{
             k: v
             for k, v in vars(args).items()
+            # Where and how the p-values run does not change them: a run resumes across
+            # backends, worker counts and devices.
             if k not in ("func", "command", "out", "quiet", "threads", "check", "device")
+            and k not in ("backend", "workers", "address", "gpus_per_task", "max_retries")
         },
     }
     return ResultLog(path, settings)

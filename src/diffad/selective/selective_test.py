@@ -422,8 +422,12 @@ class SelectiveTest:
         method: str = "parametric",
         n_jobs: int | None = 1,
         verbose: bool = False,
+        backend: str = "joblib",
+        address: str | None = None,
+        gpus_per_task: float = 0,
+        max_retries: int = 3,
     ) -> list[SelectiveTestResult]:
-        """:meth:`test` over a batch, optionally in parallel with joblib.
+        """:meth:`test` over a batch, optionally in parallel with joblib or on Ray.
 
         Parameters
         ----------
@@ -435,15 +439,37 @@ class SelectiveTest:
         method : str
             As in :meth:`test`.
         n_jobs : int or None
-            joblib workers (-1 = all cores).
+            joblib workers (-1 = all cores). With Ray: images tested at once (-1 or None:
+            twice what the cluster can run at once); a local Ray instance started for the
+            call gets this many CPUs.
         verbose : bool
             Show a progress bar over the images (one p-value can take seconds to minutes).
+        backend : {"joblib", "ray"}
+            ``"ray"``: one Ray task per image, on the running Ray instance, the cluster at
+            ``address`` or a new local instance (shut down afterwards); the test is shipped
+            once through Ray's object store. Needs ``pip install 'diffad[ray]'``.
+        address : str, optional
+            Ray cluster address (``"auto"``, ``"ray://head:10001"``); Ray only.
+        gpus_per_task : float
+            GPUs each Ray task requests (0: none, Ray then hides the GPUs from the task).
+        max_retries : int
+            Times Ray reruns a task whose worker process died.
 
         Returns
         -------
         list of SelectiveTestResult
             One per image, in input order.
+
+        Raises
+        ------
+        ValueError or RuntimeError
+            A test that fails stops the batch and its error is raised, on every backend. To
+            keep the other results and record errors, use
+            :func:`diffad.selective.batch.iter_tests` (as ``diffad test --out`` does).
         """
+        from diffad.selective.batch import check_backend
+
+        check_backend(backend, address, gpus_per_task, max_retries, n_jobs)
         imgs = np.asarray(images, dtype=np.float64)
         if imgs.ndim not in (3, 4) or len(imgs) == 0:
             raise ValueError(
@@ -459,6 +485,13 @@ class SelectiveTest:
                 raise ValueError(
                     f"references shape {refs.shape} does not match images {imgs.shape}"
                 )
+        if backend == "ray":
+            from diffad.selective.ray_backend import ray_test_many
+
+            return ray_test_many(
+                self, imgs, refs, method, n_jobs=n_jobs, verbose=verbose, address=address,
+                gpus_per_task=gpus_per_task, max_retries=max_retries,
+            )  # fmt: skip
         pairs = zip(imgs, refs, strict=True)
         if n_jobs in (None, 1):
             results = (self.test(i, r, method) for i, r in pairs)
