@@ -142,7 +142,6 @@ def test_errors():
         DisyreLocalizer(dag={"nonsense": 1}, verbose=False).fit(_images(4, 0))
     with pytest.raises(ValueError, match="not fitted|fit"):
         DisyreLocalizer().anomaly_map(_images(2, 0))
-    torch.manual_seed(0)
 
 
 def test_load_localizer_names_what_it_found(tmp_path):
@@ -155,3 +154,19 @@ def test_load_localizer_names_what_it_found(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a diffad checkpoint configuration"):
         load_localizer(tmp_path)
+
+
+def test_patches_train_on_crops_and_restore_by_sliding_windows():
+    loc = _fit(patch_size=8, train_steps=4)
+    x = _images(3, 11)
+    maps = loc.anomaly_map(x)
+    assert maps.shape == (3, S, S) and np.all(np.isfinite(maps))
+    # With f = 0 every window restores to its input: the blended restoration is X itself.
+    torch.nn.init.zeros_(loc.model_.out.weight)
+    torch.nn.init.zeros_(loc.model_.out.bias)
+    for r in loc.restore(x):
+        np.testing.assert_allclose(r, x, atol=1e-6)
+    with pytest.raises(ValueError, match="whole images"):
+        SelectiveTest(loc, 0.01, lam=0.1, device="cpu").test(x[0], x[1])
+    with pytest.raises(ValueError, match="patch_size"):
+        _fit(patch_size=S + 8, train_steps=2)

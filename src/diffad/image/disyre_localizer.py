@@ -40,6 +40,7 @@ from diffad.image.localizer_base import ImageLocalizer
 from diffad.selective.ensemble_tracer import (
     RestorationEnsembleTracer,
     foreground_mask,
+    mean_abs_error,
     restoration_map,
 )
 
@@ -328,10 +329,11 @@ class DisyreLocalizer(ImageLocalizer):
         rest = self._restorations(data)
         rec = (sum(r.astype(np.float64) for r in rest) / len(rest)).astype(np.float32)
         fg = foreground_mask(data, self.foreground_threshold)
-        maps = restoration_map(data, rest, fg, 1).mean(axis=1).astype(np.float32)
+        errors = mean_abs_error(data, rest)
+        maps = restoration_map(errors, fg, 1).mean(axis=1).astype(np.float32)
         if filter_size is None:
             return rec, maps, None
-        return rec, maps, restoration_map(data, rest, self.foreground_, filter_size)
+        return rec, maps, restoration_map(errors, self.foreground_, filter_size)
 
     def restore(self, images: Any) -> list[np.ndarray]:
         """The restorations R_k(X) of prepared ``images``, one (N, C, H, W) array per chain

@@ -54,19 +54,24 @@ def foreground_mask(x: np.ndarray, threshold: float | None) -> np.ndarray:
     return np.any(x > threshold, axis=1, keepdims=True)
 
 
-def restoration_map(
-    x: np.ndarray, restorations: Sequence[np.ndarray], foreground: np.ndarray, filter_size: int
-) -> np.ndarray:
-    """E = K ∗ (w ⊙ mean_k |R_k − X|) for images (B, C, H, W), float64, same shape.
+def mean_abs_error(x: np.ndarray, restorations: Sequence[np.ndarray]) -> np.ndarray:
+    """mean_k |R_k − X| for images (B, C, H, W), float64, same shape."""
+    x = np.asarray(x, dtype=np.float64)
+    total = sum(np.abs(np.asarray(r, dtype=np.float64) - x) for r in restorations)
+    return total / len(restorations)
+
+
+def restoration_map(errors: np.ndarray, foreground: np.ndarray, filter_size: int) -> np.ndarray:
+    """E = K ∗ (w ⊙ errors) for ``errors`` = :func:`mean_abs_error` (B, C, H, W), float64.
 
     ``foreground`` is a bool mask broadcastable to (B, 1, H, W); w is the mask times the
     image's foreground fraction.
     """
-    x = np.asarray(x, dtype=np.float64)
-    total = sum(np.abs(np.asarray(r, dtype=np.float64) - x) for r in restorations)
-    fg = np.broadcast_to(np.asarray(foreground, dtype=bool), (x.shape[0], 1, *x.shape[2:]))
-    weight = fg * fg.mean(axis=(1, 2, 3), keepdims=True) / len(restorations)
-    return mean_filter_pair(torch.from_numpy(weight * total), int(filter_size)).numpy()
+    errors = np.asarray(errors, dtype=np.float64)
+    shape = (errors.shape[0], 1, *errors.shape[2:])
+    fg = np.broadcast_to(np.asarray(foreground, dtype=bool), shape)
+    weight = fg * fg.mean(axis=(1, 2, 3), keepdims=True)
+    return mean_filter_pair(torch.from_numpy(weight * errors), int(filter_size)).numpy()
 
 
 def abs_mean_selection_intervals(
@@ -194,8 +199,9 @@ class RestorationEnsembleTracer:
     def selection_map(self, images: np.ndarray) -> np.ndarray:
         """E for a batch (B, C, H, W) → (B, C·H·W), float64."""
         x = np.asarray(images, dtype=np.float64).reshape(-1, *self.image_shape)
-        diffs = [p.filtered_difference(x).reshape(x.shape) for p in self.parts]
-        e = restoration_map(x, [x + d for d in diffs], self.foreground, self.filter_size)
+        # With filter_size 1 each part's "filtered difference" is R_k(X) − X itself.
+        errors = sum(np.abs(p.filtered_difference(x)) for p in self.parts) / len(self.parts)
+        e = restoration_map(errors.reshape(x.shape), self.foreground, self.filter_size)
         return e.reshape(len(x), -1)
 
     def differences(
