@@ -48,7 +48,7 @@ from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.selective.comparators import bonferroni_p_value
 from diffad.selective.noise import healthy_rejection_rate
-from diffad.selective.selective_test import SelectiveTest
+from diffad.selective.dal import SelectiveTest
 
 ALPHA = 0.05
 

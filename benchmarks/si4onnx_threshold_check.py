@@ -37,7 +37,7 @@ from onnx_export import reference_reconstruction  # noqa: E402
 from si_vs_si4onnx import draw_pairs, merge_touching  # noqa: E402
 
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 
 def selected_at(z, a, b, region, loc, rec_seed, lam, shape) -> bool:

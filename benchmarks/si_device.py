@@ -34,7 +34,7 @@ from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
 from diffad.device import resolve_device  # noqa: E402
 from diffad.selective.ray_backend import portable  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
 

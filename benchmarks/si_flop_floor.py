@@ -42,7 +42,7 @@ from si_validity import LAM, draw_trial  # noqa: E402
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
 from diffad.diffusion.unet import UNet  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 
 def unet_macs(size: int, channels: int = 1) -> int:

@@ -30,7 +30,7 @@ from si_validity import LAM, ar1_cov, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 
 def grid_membership(loc, a, b, grid, size: int, seed: int, chunk: int = 500) -> np.ndarray:

@@ -52,7 +52,7 @@ from diffad.bench.results import write_json  # noqa: E402
 from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
 from diffad.selective.batch import iter_tests  # noqa: E402
 from diffad.selective.result_log import ResultLog  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
 

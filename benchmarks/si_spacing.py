@@ -32,7 +32,7 @@ from si_validity import LAM, draw_trial  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> dict:

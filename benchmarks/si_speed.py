@@ -31,7 +31,7 @@ LAM = 0.8  # the published synthetic setting
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
 

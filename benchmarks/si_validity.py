@@ -39,7 +39,7 @@ from si_models import DISYRE_MEAN, DISYRE_SD, get_disyre, get_localizer  # noqa:
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 ALPHA = 0.05
 LAM = 0.8

@@ -63,7 +63,7 @@ from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
-from diffad.selective.selective_test import SelectiveTest  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 SI4ONNX_MODES = {
     "default": {"name": "default", "inference_mode": "parametric"},

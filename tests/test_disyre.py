@@ -17,7 +17,7 @@ from diffad.diffusion.cold import (
 )
 from diffad.image.disyre_localizer import DisyreLocalizer
 from diffad.image.localizers import load_localizer
-from diffad.selective.selective_test import SelectiveTest
+from diffad.selective.dal import SelectiveTest
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 

@@ -15,7 +15,7 @@ from scipy.ndimage import uniform_filter
 
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.disyre_localizer import DisyreLocalizer
-from diffad.selective.selective_test import SelectiveTest
+from diffad.selective.dal import SelectiveTest
 from diffad.selective.truncnorm import truncated_p_value
 
 D = 8

@@ -1,4 +1,4 @@
-"""The public API imports lazily, the CLI starts without torch, deprecated paths still work."""
+"""The public API imports lazily, the CLI starts without torch, unknown keywords are errors."""
 
 from __future__ import annotations
 
@@ -68,36 +68,8 @@ def test_subpackages_export_their_classes():
     assert DTECategorical is diffad.DTECategorical
 
 
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        ("diffad.inference.selective", "diffad.selective.selective_test"),
-        ("diffad.inference.conformal", "diffad.conformal.conformal_detector"),
-        ("diffad.image.localizer", "diffad.image.ddpm_localizer"),
-        ("diffad.image.reconstruct", "diffad.diffusion.chain"),
-    ],
-)
-def test_moved_modules_still_import_with_a_warning(old, new):
-    out = _fresh_python(
-        "import warnings, importlib\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        f"    old = importlib.import_module({old!r})\n"
-        f"new = importlib.import_module({new!r})\n"
-        "print(old is new, any('moved to' in str(w.message) for w in caught))"
-    )
-    assert out.split() == ["True", "True"]
+def test_unknown_keywords_are_errors():
+    from diffad import DDPMLocalizer
 
-
-def test_renamed_keywords_warn_and_map():
-    from diffad import DDPMLocalizer, DTEInverseGamma, SelectiveTest
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        loc = DDPMLocalizer(n_steps=3)
-        ig = DTEInverseGamma(schedule="fast")
-        st = SelectiveTest(loc, sigma=0.5)
-    assert loc.ddim_steps == 3 and ig.training_schedule == "fast" and st.noise_var == 0.5
-    assert sum("was renamed" in str(w.message) for w in caught) == 3
     with pytest.raises(TypeError, match="unexpected keyword"):
         DDPMLocalizer(nonsense=1)

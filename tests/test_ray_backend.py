@@ -19,7 +19,7 @@ import torch
 from diffad.cli import main
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.selective.batch import iter_tests
-from diffad.selective.selective_test import SelectiveTest
+from diffad.selective.dal import SelectiveTest
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -209,7 +209,7 @@ def _cli_args(**over):
 def test_an_interrupted_run_resumes_without_doing_an_image_twice(
     ray_local, model, images, tmp_path
 ):
-    from diffad.cli.selective_test import compute_results
+    from diffad.cli.region_pvalues import compute_results
     from diffad.selective.result_log import ResultLog
 
     names = [f"img{i}" for i in range(6)]

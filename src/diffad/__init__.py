@@ -34,7 +34,7 @@ _EXPORTS = {
     "DDPMDetector": "diffad.tabular.ddpm",
     "DDPMLocalizer": "diffad.image.ddpm_localizer",
     "DisyreLocalizer": "diffad.image.disyre_localizer",
-    "SelectiveTest": "diffad.selective.selective_test",
+    "SelectiveTest": "diffad.selective.dal",
     "ConformalDetector": "diffad.conformal.conformal_detector",
     "conformal_p_values": "diffad.conformal.p_values",
     "benjamini_hochberg": "diffad.conformal.fdr",

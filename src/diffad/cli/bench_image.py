@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t-start", type=int, default=None, help="default: the preset's")
     p.add_argument("--n-samples", type=int, default=None, help="reconstructions averaged per image")
     p.add_argument(
-        "--ddim-steps", "--n-steps", type=int, default=5, help="DDIM network calls (default 5)"
+        "--ddim-steps", type=int, default=5, help="DDIM network calls (default 5)"
     )
     p.add_argument(
         "--full-t-range",

@@ -96,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--t-start", type=int, default=None, help="reconstruction noise level (default 250)"
     )
     ddpm.add_argument(
-        "--ddim-steps", "--n-steps", type=int, default=None, help="DDIM network calls (default 5)"
+        "--ddim-steps", type=int, default=None, help="DDIM network calls (default 5)"
     )
     ddpm.add_argument("--hflip", action="store_true", help="augment with left-right flips")
     ddpm.add_argument(

@@ -196,7 +196,7 @@ def region_tests(
     from tqdm.auto import tqdm
 
     from diffad.report.entries import add_region_results
-    from diffad.selective.selective_test import SelectiveTest
+    from diffad.selective.dal import SelectiveTest
 
     # p bracketed to 0.01 is plenty for a report that shows 3 digits; the decision at alpha
     # uses the bracket, so it is exact.
@@ -241,7 +241,7 @@ def run_brain_demo(
     from diffad.report.run_folder import save_run
     from diffad.selective.noise import healthy_check
     from diffad.selective.result_log import ResultLog
-    from diffad.selective.selective_test import SelectiveTest
+    from diffad.selective.dal import SelectiveTest
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]

@@ -16,7 +16,6 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from diffad._deprecation import renamed_attribute, renamed_keyword, renamed_parameters
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
@@ -25,13 +24,13 @@ from diffad.image.scores import anomaly_score
 from diffad.selective.tracer import ReconstructionTracer
 
 _KIND = "DDPMLocalizer"
-_RENAMED = {"n_steps": "ddim_steps"}
+#: Parameter names of older checkpoints → current names (applied when loading).
+CHECKPOINT_RENAMES = {"n_steps": "ddim_steps"}
 # Seed offset between the reconstructions averaged by ``n_samples``: large, so that sample j
 # of image i (seed + i + j * stride) never reuses another image's noise in batches < 10⁶.
 SAMPLE_SEED_STRIDE = 1_000_003
 
 
-@renamed_parameters(_RENAMED)
 class DDPMLocalizer(ImageLocalizer):
     """Unsupervised anomaly localisation with a DDPM trained on normal images.
 
@@ -50,7 +49,6 @@ class DDPMLocalizer(ImageLocalizer):
         The default 250 is the level the SSIM-ens study used for brain MRI.
     ddim_steps : int
         DDIM network calls from ``t_start`` down to 0 (5, as published for DAL-Test).
-        (Formerly ``n_steps``; the old keyword still works, with a ``DeprecationWarning``.)
     eta : float
         DDIM stochasticity; 1 draws fresh noise at every step, as published.
     train_steps : int
@@ -149,11 +147,6 @@ class DDPMLocalizer(ImageLocalizer):
         self.preprocessing = preprocessing
         self.score = score
         self.image_score = image_score
-
-    @property
-    def schedule_(self) -> NoiseSchedule:
-        """Deprecated name of ``noise_schedule_``."""
-        return renamed_attribute(self, "schedule_", "noise_schedule_")
 
     # ------------------------------------------------------------------ configuration
     def _check_params(self) -> None:
@@ -385,7 +378,7 @@ class DDPMLocalizer(ImageLocalizer):
         ValueError
             Missing or unreadable files, a checkpoint of another class or architecture.
         """
-        est, _ = cls._load_checkpoint(path, _KIND, device, renamed=_RENAMED)
+        est, _ = cls._load_checkpoint(path, _KIND, device, renamed=CHECKPOINT_RENAMES)
         est.noise_schedule_ = NoiseSchedule.linear(
             est.num_train_steps, est.beta_start, est.beta_end
         )

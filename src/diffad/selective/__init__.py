@@ -1,6 +1,6 @@
 """DAL-Test: exact selective p-values for the region a diffusion localiser flags.
 
-Start with :class:`SelectiveTest` (``selective_test.py``). The engine underneath: the
+Start with :class:`SelectiveTest` (``dal.py``). The engine underneath: the
 float64 tracer of the reconstruction along a line (``tracer.py``, layer rules in
 ``affine.py``, reuse of shared calls in ``prefix_cache.py``; DISYRE's mean of absolute
 restoration errors in ``ensemble_tracer.py``), the selection inside one piece
@@ -17,7 +17,7 @@ METHODS = ("parametric", "oc", "naive", "bonferroni", "permutation")
 TERMINATIONS = ("exhaustive", "precision", "decision")
 
 _EXPORTS = {
-    "SelectiveTest": "diffad.selective.selective_test",
+    "SelectiveTest": "diffad.selective.dal",
     "SelectiveTestResult": "diffad.selective.result",
     "NoiseCovariance": "diffad.selective.covariance",
     "ReconstructionTracer": "diffad.selective.tracer",

@@ -3,7 +3,7 @@
 :func:`iter_tests` is the streaming core under ``diffad test``: it yields ``(index, outcome)``
 pairs as tests finish, so a caller can write every result to disk at once (see
 :class:`~diffad.selective.result_log.ResultLog`) and lose nothing when the run stops.
-:meth:`SelectiveTest.test_many <diffad.selective.selective_test.SelectiveTest.test_many>`
+:meth:`SelectiveTest.test_many <diffad.selective.dal.SelectiveTest.test_many>`
 is the list-returning form.
 
 Backends: ``"joblib"`` runs in this process (``n_jobs=1``) or in local joblib worker

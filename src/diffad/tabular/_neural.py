@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffad._deprecation import renamed_attribute
 from diffad.device import resolve_device
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.training import steps_per_epoch, train_network
@@ -84,11 +83,6 @@ class NeuralTabularDetector(TabularDetector):
             self.loss_history_ = log.epoch_means()
             self.n_train_steps_ = log.n_steps
             return self._score_standardised(Z)
-
-    @property
-    def n_steps_(self) -> int:
-        """Deprecated name of ``n_train_steps_``."""
-        return renamed_attribute(self, "n_steps_", "n_train_steps_")
 
     def _noise_schedule(self) -> NoiseSchedule:
         """The linear β schedule of the parameters ``T``, ``beta_start``, ``beta_end``."""

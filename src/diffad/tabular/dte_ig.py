@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffad._deprecation import renamed_parameters
 from diffad.tabular._nets import DTEMLP
 from diffad.tabular._neural import NeuralTabularDetector
 
@@ -39,7 +38,6 @@ _BETA_LINKS = {
 }
 
 
-@renamed_parameters({"schedule": "training_schedule"})
 class DTEInverseGamma(NeuralTabularDetector):
     """DTE-IG (Livernoche et al., ICLR 2024): an MLP predicts the scale β of the inverse-Gamma
     posterior InvGamma(α = d/2 − 1, β) over the noise variance σ_t² of a noisy row.
@@ -61,7 +59,7 @@ class DTEInverseGamma(NeuralTabularDetector):
     contamination, device, random_state, verbose
         As for :class:`DTECategorical` (same network body).
     training_schedule : {"auto", "paper", "fast"}
-        Named training schedule (``IG_TRAINING_SCHEDULES``; formerly ``schedule``).
+        Named training schedule (``IG_TRAINING_SCHEDULES``).
         ``paper``: the published 400 epochs of batch 64 at lr 1e-4, without a step cap.
         ``fast``: 400 epochs of batch 256 at lr 4e-4, capped at 8 000 gradient steps.
         ``auto`` (default): ``paper`` when it needs at most ``IG_PAPER_STEP_BUDGET`` = 20 000

@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="checkpoint folder from train-image")
-    add_input_args(p, "--images", "--image")
+    add_input_args(p, "--images")
     ref = p.add_mutually_exclusive_group()
     ref.add_argument("--reference", default=None, help="one healthy reference image file")
     ref.add_argument(
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="parametric", choices=METHODS)
     p.add_argument("--filter-size", type=int, default=3)
     p.add_argument("--t-start", type=int, default=None, help="default: the model's")
-    p.add_argument("--ddim-steps", "--n-steps", type=int, default=None, help="default: the model's")
+    p.add_argument("--ddim-steps", type=int, default=None, help="default: the model's")
     p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
     p.add_argument(
         "--termination",
@@ -203,7 +203,7 @@ def describe(result: Any, termination: str, alpha: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
     from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
-    from diffad.selective.selective_test import SelectiveTest
+    from diffad.selective.dal import SelectiveTest
 
     check_levels(alpha=args.alpha)
     check_backend_args(args)

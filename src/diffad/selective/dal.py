@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffad._deprecation import renamed_parameters
 from diffad.device import resolve_device
 from diffad.selective import METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
@@ -30,8 +29,6 @@ from diffad.selective.covariance import NoiseCovariance
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
-
-_RENAMED = {"sigma": "noise_var", "n_steps": "ddim_steps"}
 
 
 class _Line(NamedTuple):
@@ -50,7 +47,6 @@ class _Line(NamedTuple):
     reference_var_factor: float
 
 
-@renamed_parameters(_RENAMED)
 class SelectiveTest:
     """Exact selective p-value (DAL-Test) for the region a diffusion localizer flags.
 
@@ -63,7 +59,7 @@ class SelectiveTest:
         Noise covariance Σ of X and X′: a scalar *variance* (Σ = noise_var·I), per-pixel
         variances (image-shaped or flat), or a full (n, n) matrix over the C·H·W pixels
         (:class:`~diffad.selective.covariance.NoiseCovariance`). ``None`` (default) uses
-        the localizer's estimate ``noise_var_`` from healthy images. Formerly ``sigma``.
+        the localizer's estimate ``noise_var_`` from healthy images.
     lam : float, optional
         Threshold λ on the filtered reconstruction error. ``None`` (default) uses the
         localizer's ``lam_``, calibrated on healthy images (``calibrate``); the published
@@ -76,7 +72,7 @@ class SelectiveTest:
         localizer's ``reference_var_factor_`` for its default reference.
     t_start, ddim_steps : int, optional
         Reconstruction noise level and DDIM calls of a DDPM; default: the localizer's (the
-        published DAL-Test setting is 460 and 5). ``ddim_steps`` was formerly ``n_steps``.
+        published DAL-Test setting is 460 and 5).
         Not for a DISYRE localiser (an error).
     seed : int
         Seed of the reconstruction noise (the selection is D with these fixed constants).
