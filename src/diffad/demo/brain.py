@@ -239,9 +239,9 @@ def run_brain_demo(
     """
     from diffad.report.entries import finish_report, model_summary, run_context
     from diffad.report.run_folder import save_run
+    from diffad.selective.dal import SelectiveTest
     from diffad.selective.noise import healthy_check
     from diffad.selective.result_log import ResultLog
-    from diffad.selective.dal import SelectiveTest
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]

@@ -2,12 +2,14 @@
 
 Training is plain ε-prediction (Ho et al., 2020) with uniform time steps. Localisation noises
 a test image to ``t_start`` and denoises it with a short DDIM chain
-(:func:`diffad.diffusion.chain.reconstruct`, all noise from one seeded generator), then
-compares the image with its reconstruction D(X) (:mod:`diffad.image.scores`).
+(:class:`diffad.diffusion.chain.ReconstructionChain`), then compares the image with its
+reconstruction D(X) (:mod:`diffad.image.scores`). Every image uses the same noise draws, those
+of ``seed``: D is a fixed function, so an image's map never depends on the rest of its batch.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +21,13 @@ from tqdm.auto import tqdm
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
-from diffad.image.localizer_base import ImageLocalizer
-from diffad.image.scores import anomaly_score
-from diffad.selective.tracer import ReconstructionTracer
+from diffad.image.localizer_base import NOISE_RULE, ImageLocalizer
+from diffad.image.region_maps import ReconstructionRegionMap
 
 _KIND = "DDPMLocalizer"
 #: Parameter names of older checkpoints → current names (applied when loading).
 CHECKPOINT_RENAMES = {"n_steps": "ddim_steps"}
-# Seed offset between the reconstructions averaged by ``n_samples``: large, so that sample j
-# of image i (seed + i + j * stride) never reuses another image's noise in batches < 10⁶.
+#: Seed offset between the reconstructions averaged by ``n_samples`` (sample j: seed + j·stride).
 SAMPLE_SEED_STRIDE = 1_000_003
 
 
@@ -70,8 +70,18 @@ class DDPMLocalizer(ImageLocalizer):
         never calls the network above ``t_start``, so ``max_train_t = t_start`` spends the
         whole training budget on the steps that are used; keep the default when the model
         must serve other noise levels too.
+    seed : int
+        Seed of the reconstruction noise. Every image is reconstructed with the same draws
+        (``chain().draw_noise((1, C, H, W), seed)``), so D is one fixed function: an image's
+        map and score depend on the image and the model only, and the region test traces
+        exactly the reconstruction the map shows.
+    n_samples : int
+        Compare with the mean of this many reconstructions (sample j uses the draws of
+        ``seed + j * SAMPLE_SEED_STRIDE``): a less noisy D(X) at n_samples times the cost.
+        The region test traces one reconstruction and needs 1.
     random_state : int
-        Seed of weight initialisation, batch order, time steps, noise and augmentation.
+        Seed of weight initialisation, batch order, time steps, training noise and
+        augmentation.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     verbose : bool
@@ -120,6 +130,8 @@ class DDPMLocalizer(ImageLocalizer):
         hflip: bool = False,
         max_shift: int = 0,
         max_train_t: int | None = None,
+        seed: int = 0,
+        n_samples: int = 1,
         random_state: int = 0,
         device: str = "auto",
         verbose: bool = True,
@@ -141,6 +153,8 @@ class DDPMLocalizer(ImageLocalizer):
         self.hflip = hflip
         self.max_shift = max_shift
         self.max_train_t = max_train_t
+        self.seed = seed
+        self.n_samples = n_samples
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -151,6 +165,8 @@ class DDPMLocalizer(ImageLocalizer):
     # ------------------------------------------------------------------ configuration
     def _check_params(self) -> None:
         self._check_training_params()
+        if int(self.n_samples) < 1:
+            raise ValueError(f"n_samples must be >= 1, got {self.n_samples}")
         if int(self.max_shift) < 0:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
         if self.max_train_t is not None and not 0 <= int(self.max_train_t) < int(
@@ -161,41 +177,42 @@ class DDPMLocalizer(ImageLocalizer):
             )
         self.chain()
 
-    def chain(
-        self, t_start: int | None = None, ddim_steps: int | None = None
-    ) -> ReconstructionChain:
-        """The reconstruction chain of this model (default: its ``t_start`` and ``ddim_steps``).
+    def chain(self) -> ReconstructionChain:
+        """The reconstruction chain of this model (its ``t_start``, ``ddim_steps``, ``eta``).
 
         Raises
         ------
         ValueError
             If ``t_start`` is outside [0, T) or the steps do not fit below it.
         """
-        t_start = int(self.t_start if t_start is None else t_start)
-        ddim_steps = int(self.ddim_steps if ddim_steps is None else ddim_steps)
+        t_start = int(self.t_start)
         if not 0 <= t_start < int(self.num_train_steps):
             raise ValueError(f"t_start must lie in [0, {self.num_train_steps - 1}], got {t_start}")
         schedule = getattr(self, "noise_schedule_", None) or NoiseSchedule.linear(
             self.num_train_steps, self.beta_start, self.beta_end
         )
-        return ReconstructionChain.from_start(schedule, t_start, ddim_steps, eta=self.eta)
+        return ReconstructionChain.from_start(schedule, t_start, int(self.ddim_steps), eta=self.eta)
 
-    def region_tracer(
-        self,
-        shape: tuple[int, int, int],
-        seed: int,
-        filter_size: int,
-        device: torch.device | str,
-        t_start: int | None = None,
-        ddim_steps: int | None = None,
-    ) -> ReconstructionTracer:
-        """The tracer of the region-test map |K ∗ (D(X) − X)| along a line, for images of
-        ``shape`` and the reconstruction noise of ``seed`` (default chain: :meth:`chain`)."""
-        chain = self.chain(t_start, ddim_steps)
-        noises = chain.draw_noise((1, *shape), int(seed), "cpu")
-        return ReconstructionTracer(
-            self.model_.eval(), chain, noises, filter_size=int(filter_size), device=device
-        )
+    def _noise_draws(self, chain: ReconstructionChain, sample: int = 0) -> list[torch.Tensor]:
+        """The chain's noise of reconstruction ``sample``, each (1, C, H, W), on the CPU."""
+        seed = int(self.seed) + sample * SAMPLE_SEED_STRIDE
+        return chain.draw_noise((1, *self.image_shape_), seed, "cpu")
+
+    def region_map_definition(self) -> ReconstructionRegionMap:
+        """E = |K ∗ (D(X) − X)| with D this model's chain and noise draws (one reconstruction).
+
+        Raises
+        ------
+        ValueError
+            For ``n_samples`` > 1: the region test traces a single reconstruction.
+        """
+        self._check_fitted()
+        if int(self.n_samples) != 1:
+            raise ValueError(
+                f"the region test traces one reconstruction: set n_samples=1 (got {self.n_samples})"
+            )
+        chain = self.chain()
+        return ReconstructionRegionMap(self.model_.eval(), chain, self._noise_draws(chain))
 
     # ------------------------------------------------------------------ training
     def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -235,15 +252,25 @@ class DDPMLocalizer(ImageLocalizer):
         self.noise_schedule_ = schedule
 
     # ------------------------------------------------------------------ inference
-    def _reconstruct(self, data: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
-        return self._mean_reconstruction(data, self.chain(), seed, n_samples)
+    def _reconstruct(self, data: np.ndarray) -> np.ndarray:
+        """D(X) for prepared (N, C, H, W) data: the mean of ``n_samples`` reconstructions."""
+        self._check_params()
+        chain = self.chain()
+        rec = self._reconstruct_once(data, chain, self._noise_draws(chain))
+        if int(self.n_samples) == 1:
+            return rec
+        total = rec.astype(np.float64)
+        for j in range(1, int(self.n_samples)):
+            total += self._reconstruct_once(data, chain, self._noise_draws(chain, j))
+        return (total / int(self.n_samples)).astype(np.float32)
 
-    def _reconstruct_batch(
-        self, data: np.ndarray, chain: ReconstructionChain, seed: int
+    def _reconstruct_once(
+        self, data: np.ndarray, chain: ReconstructionChain, noises: list[torch.Tensor]
     ) -> np.ndarray:
-        """D(X) for validated (N, C, H, W) data; image i uses the noise of seed ``seed + i``."""
+        """One reconstruction of every image with the same noise draws (each (1, C, H, W))."""
         model = self.model_.eval()
         device = next(model.parameters()).device
+        noises = [n.to(device) for n in noises]
         out = np.empty_like(data)
         bs = max(1, int(self.batch_size))
         chunks = range(0, len(data), bs)
@@ -251,110 +278,27 @@ class DDPMLocalizer(ImageLocalizer):
         with torch.no_grad():
             for lo in bar:
                 x = torch.from_numpy(data[lo : lo + bs]).to(device)
-                # One generator per image (seed + i): a map never depends on batch_size or on
-                # the other images, and a single image with seed s replays the exact noise that
-                # DAL-Test selection draws with chain.draw_noise(seed=s).
-                per_image = [
-                    chain.draw_noise((1, *x.shape[1:]), int(seed) + lo + i, device)
-                    for i in range(len(x))
-                ]
-                noises = [torch.cat(parts) for parts in zip(*per_image, strict=True)]
-                out[lo : lo + bs] = chain.run(model, x, noises).cpu().numpy()
+                batch_noises = [n.expand(len(x), -1, -1, -1) for n in noises]
+                out[lo : lo + bs] = chain.run(model, x, batch_noises).cpu().numpy()
         return out
 
-    def reconstruct(
-        self,
-        images: Any,
-        t_start: int | None = None,
-        ddim_steps: int | None = None,
-        seed: int = 0,
-        n_samples: int = 1,
-        **deprecated: Any,
-    ) -> np.ndarray:
-        """Seeded partial-noise DDIM reconstruction D(X).
+    def reconstruct(self, images: Any) -> np.ndarray:
+        """Partial-noise DDIM reconstruction D(X) (the mean of ``n_samples``).
 
         Parameters
         ----------
         images : array-like
             (N, H, W) or (N, C, H, W) with the training (C, H, W).
-        t_start, ddim_steps : int, optional
-            Override the constructor's noise level and number of DDIM calls.
-        seed : int
-            Image ``i`` uses the noise drawn by ``self.chain().draw_noise((1, C, H, W),
-            seed + i)``; the same call gives bit-identical output.
-        n_samples : int
-            Average this many reconstructions (sample j uses ``seed + j * SAMPLE_SEED_STRIDE``):
-            less noise in D(X), at n_samples times the cost.
 
         Returns
         -------
         numpy.ndarray
-            Reconstructions in the layout of ``images``, float32.
+            Reconstructions in the layout of ``images``, float32; the same image gives the
+            same output in any batch.
         """
-        if "n_steps" in deprecated:
-            ddim_steps = renamed_keyword(
-                "reconstruct", "n_steps", "ddim_steps", deprecated.pop("n_steps")
-            )
-        if deprecated:
-            raise TypeError(f"reconstruct() got unexpected keyword(s) {sorted(deprecated)}")
-        data = self.prepare(images)
-        rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
+        rec = self._reconstruct(self.prepare(images))
         squeezed = self.preprocessing_ is None and np.ndim(images) == 3
         return rec[:, 0] if squeezed else rec
-
-    def _mean_reconstruction(
-        self, data: np.ndarray, chain: ReconstructionChain, seed: int, n_samples: int
-    ) -> np.ndarray:
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-        rec = self._reconstruct_batch(data, chain, seed)
-        if n_samples == 1:
-            return rec
-        total = rec.astype(np.float64)
-        for j in range(1, int(n_samples)):
-            total += self._reconstruct_batch(data, chain, int(seed) + j * SAMPLE_SEED_STRIDE)
-        return (total / int(n_samples)).astype(np.float32)
-
-    def anomaly_map(
-        self,
-        images: Any,
-        score: str | None = None,
-        seed: int = 0,
-        t_start: int | None = None,
-        ddim_steps: int | None = None,
-        n_samples: int = 1,
-        **score_kwargs: Any,
-    ) -> np.ndarray:
-        """Pixel anomaly map of each image (higher = more anomalous).
-
-        Parameters
-        ----------
-        images : array-like
-            (N, H, W) or (N, C, H, W) with the training (C, H, W).
-        score : str, optional
-            ``"l1"``, ``"ssim"``, ``"ssim-ens"`` or ``"ssim-ens-mean"`` (see
-            :func:`diffad.image.scores.anomaly_score`); default: the ``score`` parameter.
-        seed : int
-            Reconstruction seed (see :meth:`reconstruct`).
-        t_start, ddim_steps : int, optional
-            Override the constructor's reconstruction settings.
-        n_samples : int
-            Compare with the mean of this many reconstructions (see :meth:`reconstruct`).
-        **score_kwargs
-            Passed to the score (e.g. ``sigma=1.5`` for ``"ssim"``, ``data_range``).
-
-        Returns
-        -------
-        numpy.ndarray
-            Shape (N, H, W), float32; channels are averaged.
-        """
-        if "n_steps" in score_kwargs:
-            ddim_steps = renamed_keyword(
-                "anomaly_map", "n_steps", "ddim_steps", score_kwargs.pop("n_steps")
-            )
-        data = self.prepare(images)
-        rec = self._mean_reconstruction(data, self.chain(t_start, ddim_steps), seed, n_samples)
-        return anomaly_score(data, rec, score or self.score, **score_kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -382,4 +326,17 @@ class DDPMLocalizer(ImageLocalizer):
         est.noise_schedule_ = NoiseSchedule.linear(
             est.num_train_steps, est.beta_start, est.beta_end
         )
+        if getattr(est, "noise_rule_", None) != NOISE_RULE and hasattr(est, "threshold_"):
+            # Its calibration scores came from maps with per-position noise: not the function
+            # the model computes now, so they cannot rank new scores.
+            for name in ("threshold_", "pixel_thresholds_", "calibration_scores_"):
+                delattr(est, name)
+            warnings.warn(
+                f"checkpoint {path} was written when image i of a batch used the noise of "
+                f"seed + i; it now reconstructs every image with the draws of seed={est.seed}. "
+                "Its calibration was made with the old noise and was not loaded: call "
+                "calibrate() with healthy images (or retrain with diffad train-image).",
+                UserWarning,
+                stacklevel=2,
+            )
         return est

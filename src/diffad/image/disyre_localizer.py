@@ -10,7 +10,7 @@ fraction; the multi-step cold-diffusion sampler is the ablation option.
 
 The restorer is the piecewise-linear U-Net of :mod:`diffad.diffusion.unet` with a residual
 output, R(x, t) = x + f(x, t), so its map is piecewise linear in x and ``SelectiveTest`` traces
-it exactly (:mod:`diffad.selective.ensemble_tracer`).
+its region map (:class:`~diffad.image.region_maps.RestorationRegionMap`) exactly.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from diffad.diffusion.cold import (
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, INFERENCE_MODES
 from diffad.image.localizer_base import ImageLocalizer
-from diffad.selective.ensemble_tracer import (
-    RestorationEnsembleTracer,
+from diffad.image.region_maps import (
+    RestorationRegionMap,
     foreground_mask,
     mean_abs_error,
     restoration_map,
@@ -320,65 +320,37 @@ class DisyreLocalizer(ImageLocalizer):
                 norm[a : a + patch, b : b + patch] += weight
         return total / norm
 
-    def _analyse(
-        self, data: np.ndarray, seed: int, n_samples: int, filter_size: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The mean restoration (what reports show as the reconstruction), the DISYRE maps with
-        each image's foreground and, with ``filter_size``, the region-test map with the fixed
-        ``foreground_``. Deterministic: ``seed`` and ``n_samples`` are not used."""
+    def _analyse(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean restoration (what reports show as the reconstruction) and the DISYRE maps
+        with each image's foreground. Deterministic: restorations draw no noise."""
         rest = self._restorations(data)
         rec = (sum(r.astype(np.float64) for r in rest) / len(rest)).astype(np.float32)
         fg = foreground_mask(data, self.foreground_threshold)
         errors = mean_abs_error(data, rest)
-        maps = restoration_map(errors, fg, 1).mean(axis=1).astype(np.float32)
-        if filter_size is None:
-            return rec, maps, None
-        return rec, maps, restoration_map(errors, self.foreground_, filter_size)
+        return rec, restoration_map(errors, fg, 1).mean(axis=1).astype(np.float32)
 
     def restore(self, images: Any) -> list[np.ndarray]:
         """The restorations R_k(X) of prepared ``images``, one (N, C, H, W) array per chain
         (per severity step for ``inference="ensemble"``)."""
         return self._restorations(self.prepare(images))
 
-    def anomaly_map(self, images: Any) -> np.ndarray:
-        """DISYRE map w_fg · mean_k |X − R_k(X)| on the foreground, channels averaged.
+    def region_map_definition(self) -> RestorationRegionMap:
+        """E = K ∗ (w ⊙ mean_k |R_k(X) − X|), w the fixed ``foreground_`` mask times its
+        fraction.
 
-        Returns
-        -------
-        numpy.ndarray
-            Shape (N, H, W), float32, higher = more anomalous.
+        Raises
+        ------
+        ValueError
+            For a model that restores by sliding windows (the region test traces whole
+            images).
         """
-        return self._maps(self.prepare(images))
-
-    def region_tracer(
-        self,
-        shape: tuple[int, int, int],
-        seed: int,
-        filter_size: int,
-        device: torch.device | str,
-        **overrides: Any,
-    ) -> RestorationEnsembleTracer:
-        """The tracer of the region-test map K ∗ (w ⊙ mean_k |R_k(X) − X|), w the fixed
-        ``foreground_`` mask times its fraction (``seed`` is not used: the restorations are
-        deterministic)."""
-        if self._patch(tuple(shape[1:])) is not None:
+        self._check_fitted()
+        if self._patch(tuple(self.image_shape_[1:])) is not None:
             raise ValueError(
                 "the region test traces whole images: this model restores them by sliding "
                 f"{self.patch_size}-pixel windows"
             )
-        if overrides:
-            raise ValueError(
-                f"{', '.join(sorted(overrides))} do not apply to a DISYRE model (its map has no "
-                "noise level or DDIM steps)"
-            )
-        return RestorationEnsembleTracer(
-            self.model_.eval(),
-            self.chains(),
-            shape,
-            filter_size=int(filter_size),
-            foreground=self.foreground_,
-            device=device,
-        )
+        return RestorationRegionMap(self.model_.eval(), self.chains(), self.foreground_)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

@@ -2,22 +2,27 @@
 
 A localiser reconstructs an image from a model of normal images and maps where the two
 differ. :class:`ImageLocalizer` gives every localiser the same interface on top of the
-methods a subclass writes: ``_fit_model(data)``, ``_reconstruct(data, seed, n_samples)``
-(or ``_analyse``, when the map is not a comparison with one reconstruction) and
-``region_tracer`` (the exact tracer of its region-test map, for ``SelectiveTest``):
+methods a subclass writes: ``_fit_model(data)``, ``_reconstruct(data)`` (or ``_analyse``,
+when the map is not a comparison with one reconstruction) and ``region_map_definition()``
+(what a region test selects on, :mod:`diffad.image.region_maps`):
 
 - ``fit(images)`` fits the stored :class:`~diffad.image.preprocessing.ImagePreprocessing`
   (when ``preprocessing`` is set) and then the model;
 - ``prepare(images)`` applies that preprocessing — every other method calls it;
-- ``anomaly_map``, ``decision_function`` (one score per image: the ``image_score``
-  reduction of its map), ``predict`` (0/1 flag, PyOD convention) and ``predict_masks``;
+- ``localize(images)`` computes one reconstruction per image and returns a
+  :class:`~diffad.image.result.LocalizationResult` (maps, scores, masks, flags);
+  ``anomaly_map``, ``decision_function`` (one score per image: the ``image_score`` reduction
+  of its map), ``predict`` (0/1 flag, PyOD convention) and ``predict_masks`` are its parts;
 - ``calibrate(healthy_images)`` fixes, from healthy images the model was not trained on,
-  the image threshold (95th percentile of their scores), the pixel thresholds (95th and
-  99th percentiles of their map pixels), the noise model and the default λ of the region
-  test, and keeps half of them aside for the healthy calibration check.
+  the image threshold (95th percentile of their scores) and the pixel thresholds (95th and
+  99th percentiles of their map pixels).
 
-With ``decision_function`` a localiser is a detector: ``ConformalDetector`` wraps it
-unchanged and turns image scores into conformal p-values.
+A map is a function of the image and the fitted model only: every image is reconstructed
+with the same noise draws, so its map and score do not depend on the other images of a
+batch, their order or the batch size. With ``decision_function`` a localiser is a detector:
+``ConformalDetector`` wraps it unchanged and turns image scores into conformal p-values.
+The region test's settings (reference, noise model, λ) belong to
+:class:`diffad.selective.SelectiveTest`.
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, MIN_CALIBRATION_IMAGES, SCORES
 from diffad.image.batch import as_image_batch
 from diffad.image.preprocessing import ImagePreprocessing
+from diffad.image.region_maps import RegionMapDefinition
+from diffad.image.result import LocalizationResult
 from diffad.image.scores import anomaly_score
-from diffad.selective.affine import mean_filter_pair
-from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
 
 PIXEL_LEVELS = (95, 99)
-#: Reconstruction seed of the first calibration image (far from the test images' 0, 1, ...).
-CALIBRATION_SEED = 1_000_000_000
+#: Written into every checkpoint: how a map's reconstruction noise is drawn. Checkpoints
+#: without it come from the rule where image i of a batch used the noise of seed + i.
+NOISE_RULE = "one draw for every image"
 
 
 class ImageLocalizer(BaseEstimator):
@@ -56,8 +62,7 @@ class ImageLocalizer(BaseEstimator):
     ``image_score`` (``"max"``, ``"mean"`` or ``"p99"`` of the map) and ``random_state``.
 
     Attributes set by ``fit``: ``preprocessing_``, ``image_shape_``. By ``calibrate``:
-    ``calibration_scores_``, ``threshold_``, ``pixel_thresholds_``, ``reference_``,
-    ``reference_var_factor_``, ``noise_var_``, ``noise_kind_``, ``lam_``, ``check_images_``.
+    ``calibration_scores_``, ``threshold_``, ``pixel_thresholds_``.
     """
 
     #: U-Net widths when ``unet`` is None (None: the published DAL-Test 32-64-128-256).
@@ -67,20 +72,11 @@ class ImageLocalizer(BaseEstimator):
     def _fit_model(self, data: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _reconstruct(
-        self, data: np.ndarray, seed: int, n_samples: int
-    ) -> np.ndarray:  # pragma: no cover - abstract
+    def _reconstruct(self, data: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def region_tracer(
-        self,
-        shape: tuple[int, int, int],
-        seed: int,
-        filter_size: int,
-        device: torch.device | str,
-        **overrides: Any,
-    ) -> Any:  # pragma: no cover - abstract
-        """The float64 tracer of this localiser's region-test map (see ``SelectiveTest``)."""
+    def region_map_definition(self) -> RegionMapDefinition:  # pragma: no cover - abstract
+        """What a region test of this model selects on (:mod:`diffad.image.region_maps`)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ networks
@@ -212,24 +208,14 @@ class ImageLocalizer(BaseEstimator):
         return data
 
     # ------------------------------------------------------------------ detector face
-    def _analyse(
-        self, data: np.ndarray, seed: int, n_samples: int, filter_size: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Reconstructions (N, C, H, W), ``score`` maps (N, H, W) and, when ``filter_size``
-        is given, the region-test map (N, C, H, W) that λ thresholds: |K ∗ (D(X) − X)|.
+    def _analyse(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reconstructions (N, C, H, W) and ``score`` maps (N, H, W) of prepared images.
 
         Localisers whose map is not a comparison of X with one reconstruction (DISYRE)
         override this method.
         """
-        rec = self._reconstruct(data, seed, n_samples)
-        maps = anomaly_score(data, rec, self.score)
-        if filter_size is None:
-            return rec, maps, None
-        diff = torch.from_numpy(np.asarray(rec - data, dtype=np.float64))
-        return rec, maps, mean_filter_pair(diff, int(filter_size)).abs().numpy()
-
-    def _maps(self, data: np.ndarray, seed: int = 0, n_samples: int = 1) -> np.ndarray:
-        return self._analyse(data, seed, n_samples)[1]
+        rec = self._reconstruct(data)
+        return rec, anomaly_score(data, rec, self.score)
 
     def reduce_maps(self, maps: np.ndarray) -> np.ndarray:
         """Image scores (N,) from maps (N, H, W) by the ``image_score`` reduction."""
@@ -240,7 +226,36 @@ class ImageLocalizer(BaseEstimator):
             return flat.mean(axis=1)
         return np.percentile(flat, 99, axis=1)
 
-    def decision_function(self, images: Any, seed: int = 0, n_samples: int = 1) -> np.ndarray:
+    def localize(self, images: Any) -> LocalizationResult:
+        """Maps, scores and, for a calibrated model, masks and flags, from one reconstruction
+        of each image.
+
+        Parameters
+        ----------
+        images : array-like
+            (N, H, W) or (N, C, H, W) with the training (C, H, W), or what the stored
+            preprocessing reads.
+
+        Returns
+        -------
+        LocalizationResult
+            Every field is a function of its own image and the fitted model.
+        """
+        data = self.prepare(images)
+        rec, maps = self._analyse(data)
+        scores = self.reduce_maps(maps)
+        masks = labels = None
+        if hasattr(self, "threshold_"):
+            masks = self.masks_from_maps(maps)
+            labels = (scores > self.threshold_).astype(int)
+        return LocalizationResult(data, rec, maps, scores, masks, labels)
+
+    def anomaly_map(self, images: Any) -> np.ndarray:
+        """Pixel anomaly map (N, H, W), float32, of each image (higher = more anomalous):
+        the ``score`` map of :meth:`localize`."""
+        return self.localize(images).anomaly_map
+
+    def decision_function(self, images: Any) -> np.ndarray:
         """One anomaly score per image: the ``image_score`` reduction (max, mean or 99th
         percentile over pixels) of its ``score`` map. Higher = more anomalous.
 
@@ -248,20 +263,12 @@ class ImageLocalizer(BaseEstimator):
         -------
         numpy.ndarray of shape (N,)
         """
-        return self.reduce_maps(self._maps(self.prepare(images), seed, n_samples))
+        return self.localize(images).pred_score
 
-    def score_and_map(
-        self, images: Any, seed: int = 0, n_samples: int = 1
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Prepared images, reconstructions, ``score`` maps and image scores in one pass."""
-        data = self.prepare(images)
-        rec, maps, _ = self._analyse(data, seed, n_samples)
-        return data, rec, maps, self.reduce_maps(maps)
-
-    def predict(self, images: Any, seed: int = 0) -> np.ndarray:
+    def predict(self, images: Any) -> np.ndarray:
         """1 for images whose score exceeds ``threshold_`` (set by ``calibrate``), else 0."""
         self._check_calibrated()
-        return (self.decision_function(images, seed) > self.threshold_).astype(int)
+        return self.localize(images).pred_label
 
     def masks_from_maps(self, maps: np.ndarray, level: int = 99) -> np.ndarray:
         """Binary masks (N, H, W) of maps: pixels above the healthy ``level``-th percentile."""
@@ -270,79 +277,44 @@ class ImageLocalizer(BaseEstimator):
             raise ValueError(f"level must be one of {sorted(self.pixel_thresholds_)}, got {level}")
         return np.asarray(maps) > self.pixel_thresholds_[level]
 
-    def predict_masks(self, images: Any, level: int = 99, seed: int = 0) -> np.ndarray:
+    def predict_masks(self, images: Any, level: int = 99) -> np.ndarray:
         """Binary masks (N, H, W): pixels above the healthy ``level``-th percentile (95/99)."""
         self._check_calibrated()
         if level not in self.pixel_thresholds_:  # checked before the (costly) maps
             raise ValueError(f"level must be one of {sorted(self.pixel_thresholds_)}, got {level}")
-        return self.masks_from_maps(self._maps(self.prepare(images), seed), level)
+        return self.masks_from_maps(self.anomaly_map(images), level)
 
     # ------------------------------------------------------------------ calibration
     def _check_calibrated(self) -> None:
         check_is_fitted(self, "threshold_")
 
-    def calibrate(
-        self,
-        healthy_images: Any,
-        check_fraction: float = 0.5,
-        noise_kind: str = "auto",
-        lam_percentile: float = 99.0,
-        seed: int = CALIBRATION_SEED,
-        filter_size: int = 3,
-    ) -> ImageLocalizer:
-        """Thresholds, noise model and default λ from healthy images not used in training.
+    def calibrate(self, healthy_images: Any) -> ImageLocalizer:
+        """Image and pixel thresholds from healthy images not used in training.
+
+        Sets ``calibration_scores_`` (the healthy image scores, which conformal p-values and
+        ``ConformalDetector`` compare against), ``threshold_`` (their 95th percentile) and
+        ``pixel_thresholds_`` (95th and 99th percentiles of their map pixels).
 
         Parameters
         ----------
         healthy_images : array-like
-            Healthy images (at least 4), prepared like every other input.
-        check_fraction : float
-            Share kept aside (``check_images_``) for the healthy calibration check of the
-            region test; the rest estimates the reference, the noise covariance and λ.
-        noise_kind : {"auto", "local", "full", "pixel", "scalar"}
-            Form of the noise covariance (:func:`diffad.selective.noise.estimate_noise_model`).
-        lam_percentile : float
-            λ = this percentile of the region-test map (|K ∗ (D(X) − X)| for a DDPM) over
-            the estimation images' pixels, so that about 1 % of a healthy image's pixels
-            are selected.
-        seed : int
-            Reconstruction seed of the first image (image i uses seed + i). The default is far
-            from the seeds test images use (0, 1, ...), so that no test image shares its
-            reconstruction noise with a calibration image and their scores stay exchangeable.
-        filter_size : int
-            Side of the mean filter K of the region test (its ``filter_size``).
+            Healthy images (at least ``MIN_CALIBRATION_IMAGES``), prepared like every other
+            input.
 
         Returns
         -------
         self
         """
-        data = self.prepare(healthy_images)
-        if len(data) < MIN_CALIBRATION_IMAGES:
+        result = self.localize(healthy_images)
+        if len(result) < MIN_CALIBRATION_IMAGES:
             raise ValueError(
                 f"need at least {MIN_CALIBRATION_IMAGES} healthy calibration images, "
-                f"got {len(data)}"
+                f"got {len(result)}"
             )
-        if not 0 < check_fraction < 1:
-            raise ValueError(f"check_fraction must be in (0, 1), got {check_fraction}")
-        if noise_kind not in NOISE_KINDS:
-            raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
-        if not 50 <= lam_percentile < 100:
-            raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
-        _, maps, region_maps = self._analyse(data, seed, 1, int(filter_size))
-        self.calibration_scores_ = self.reduce_maps(maps)
+        maps = result.anomaly_map
+        self.calibration_scores_ = np.array(result.pred_score)
         self.threshold_ = float(np.percentile(self.calibration_scores_, 95))
         self.pixel_thresholds_ = {lvl: float(np.percentile(maps, lvl)) for lvl in PIXEL_LEVELS}
-        perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
-        n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
-        # The check images stay in random order: any first k of them are a random sample.
-        check, est = perm[:n_check], np.sort(perm[n_check:])
-        model = estimate_noise_model(data[est], noise_kind)
-        self.reference_ = model.reference.astype(np.float64)
-        self.reference_var_factor_ = model.reference_var_factor
-        self.noise_var_ = model.noise_var
-        self.noise_kind_ = model.kind
-        self.lam_ = float(np.percentile(region_maps[est], lam_percentile))
-        self.check_images_ = data[check]
         return self
 
     # ------------------------------------------------------------------ persistence helpers
@@ -358,14 +330,8 @@ class ImageLocalizer(BaseEstimator):
             config["calibration"] = {
                 "threshold": self.threshold_,
                 "pixel_thresholds": {str(k): v for k, v in self.pixel_thresholds_.items()},
-                "reference_var_factor": self.reference_var_factor_,
-                "noise_kind": self.noise_kind_,
-                "lam": self.lam_,
             }
             tensors["calibration.scores"] = np.asarray(self.calibration_scores_)
-            tensors["calibration.reference"] = np.asarray(self.reference_)
-            tensors["calibration.noise_var"] = np.asarray(self.noise_var_, dtype=np.float64)
-            tensors["calibration.check_images"] = np.asarray(self.check_images_)
         return config, tensors
 
     def _restore_face_state(self, config: dict[str, Any], tensors: dict[str, Any]) -> None:
@@ -375,14 +341,7 @@ class ImageLocalizer(BaseEstimator):
             return
         self.threshold_ = float(cal["threshold"])
         self.pixel_thresholds_ = {int(k): float(v) for k, v in cal["pixel_thresholds"].items()}
-        self.reference_var_factor_ = float(cal["reference_var_factor"])
-        self.noise_kind_ = str(cal["noise_kind"])
-        self.lam_ = float(cal["lam"])
         self.calibration_scores_ = tensors["calibration.scores"].numpy()
-        self.reference_ = tensors["calibration.reference"].numpy()
-        noise_var = tensors["calibration.noise_var"].numpy()
-        self.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
-        self.check_images_ = tensors["calibration.check_images"].numpy()
 
     def _save_checkpoint(
         self, path: str | Path, kind: str, extra: dict[str, np.ndarray] | None = None
@@ -395,6 +354,7 @@ class ImageLocalizer(BaseEstimator):
         face_config, face_tensors = self._face_state()
         config = {
             "params": params,
+            "noise_rule": NOISE_RULE,
             "image_shape": list(self.image_shape_),
             "train_seconds": float(getattr(self, "train_seconds_", float("nan"))),
             **face_config,
@@ -441,6 +401,7 @@ class ImageLocalizer(BaseEstimator):
         est.image_shape_ = image_shape
         est.loss_history_ = tensors["loss_history"].numpy() if "loss_history" in tensors else None
         est.train_seconds_ = float(config.get("train_seconds", float("nan")))
+        est.noise_rule_ = config.get("noise_rule")
         est._restore_face_state(config, tensors)
         extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
         return est, extra

@@ -148,11 +148,6 @@ def upsample_pair(state: torch.Tensor, mode: str) -> torch.Tensor:
     return F.interpolate(state, scale_factor=2, mode="nearest")
 
 
-def mean_filter_pair(state: torch.Tensor, size: int) -> torch.Tensor:
-    """size×size mean filter with zero padding (sum of the window / size²)."""
-    return F.avg_pool2d(state, size, stride=1, padding=size // 2, count_include_pad=True)
-
-
 def shift_weight(weight: torch.Tensor, c_in: int, kernel: int) -> torch.Tensor:
     """(C_out, C_in·k²) → (k²·C_out, C_in): one row block per tap, for :func:`conv_pair_shift`."""
     c_out = weight.shape[0]

@@ -4,7 +4,7 @@
 pairs as tests finish, so a caller can write every result to disk at once (see
 :class:`~diffad.selective.result_log.ResultLog`) and lose nothing when the run stops.
 :meth:`SelectiveTest.test_many <diffad.selective.dal.SelectiveTest.test_many>`
-is the list-returning form.
+is the list-returning form, on top of it.
 
 Backends: ``"joblib"`` runs in this process (``n_jobs=1``) or in local joblib worker
 processes; ``"ray"`` runs one Ray task per image on a local Ray instance or an existing
@@ -16,16 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from diffad.selective.result import SelectiveTestResult
+from diffad.selective.result import IMAGE_ERRORS, Outcome
 
 #: Backends of :func:`iter_tests` and ``SelectiveTest.test_many``.
 BACKENDS = ("joblib", "ray")
-
-#: Errors of one image's test that become that image's outcome; any other exception is a bug
-#: (or an interruption) and stops the batch.
-IMAGE_ERRORS = (ValueError, RuntimeError)
-
-Outcome = SelectiveTestResult | Exception
 
 
 def check_backend(
@@ -61,7 +55,7 @@ def check_backend(
 def _capture(tester: Any, index: int, image: Any, reference: Any, method: str) -> tuple:
     """``(index, result)``, or ``(index, error)`` for an error of this image's test."""
     try:
-        return index, tester.test(image, reference, method)
+        return index, tester.test_prepared(image, reference, method)
     except IMAGE_ERRORS as err:
         return index, err
 
@@ -85,7 +79,8 @@ def iter_tests(
     tester : SelectiveTest
         The configured test (model, noise, λ, search settings).
     images : sequence of array-like
-        The images, each as :meth:`SelectiveTest.test` takes it.
+        The images in model layout and scale (``SelectiveTest.test_prepared``; e.g. the
+        ``image`` of a ``LocalizationResult``).
     references : sequence of array-like, optional
         One reference per image; ``None`` for the localizer's default reference.
     method : str

@@ -2,11 +2,11 @@
 
 Model: X = μ + ε and a reference X′ = μ′ + ε′, independent, ε ~ N(0, Σ) and ε′ ~ N(0, f·Σ)
 with Σ known (f = 1 for one reference image, 1/n for the mean of n healthy images).
-Selection: D(X) is the seeded reconstruction of the localizer (published DAL-Test setting:
-T′ = 460, DDIM steps [460, 345, 230, 115, 0], η = 1), E = |K ∗ (D(X) − X)| with K a 3×3
-mean filter (zero padding) and M = {i : E_i > λ}; for a DISYRE localiser
-E = K ∗ (w ⊙ mean_k |R_k(X) − X|) over its restorations R_k (the localiser's
-``region_tracer`` says which). Test H0: mean_M(μ) = mean_M(μ′) with
+Selection: M = {i : E_i > λ} on the localiser's region map E
+(:mod:`diffad.image.region_maps`): for a DDPM E = |K ∗ (D(X) − X)| with D(X) its seeded
+reconstruction (published DAL-Test setting: T′ = 460, DDIM steps [460, 345, 230, 115, 0],
+η = 1) and K a 3×3 mean filter (zero padding); for a DISYRE localiser
+E = K ∗ (w ⊙ mean_k |R_k(X) − X|) over its restorations R_k. Test H0: mean_M(μ) = mean_M(μ′) with
 T = mean_M(X) − mean_M(X′), Var T = (1 + f)·1_Mᵀ Σ 1_M / |M|². Conditioning on M and on the
 nuisance component, z = T / sd(T) is N(0, 1) truncated to {z : M(X(z)) = M_obs} along the
 line X(z) = X − (z_obs − z)·Σ1_M / (|M|·sd(T)); see :mod:`diffad.selective.search` and
@@ -15,20 +15,35 @@ line X(z) = X − (z_obs − z)·Σ1_M / (|M|·sd(T)); see :mod:`diffad.selectiv
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
+from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 
+from diffad.checkpoint import load_checkpoint, save_checkpoint
 from diffad.device import resolve_device
+from diffad.image import MIN_CALIBRATION_IMAGES
 from diffad.selective import METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
+from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
+from diffad.selective.region_tracer import RegionTestable, region_tracer
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
+
+_KIND = "SelectiveTest"
+#: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
+#: calibration (:meth:`SelectiveTest.save`).
+REGION_TEST_FOLDER = "region_test"
+#: The fitted state :meth:`SelectiveTest.calibrate` sets (and :meth:`SelectiveTest.save` keeps).
+_CALIBRATION = (
+    "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_"
+)  # fmt: skip
 
 
 class _Line(NamedTuple):
@@ -50,32 +65,30 @@ class _Line(NamedTuple):
 class SelectiveTest:
     """Exact selective p-value (DAL-Test) for the region a diffusion localizer flags.
 
+    The test selects on the localiser's own region map (its ``region_map_definition()``:
+    the same model, chain and noise draws as its ``localize``), so the region tested is the
+    region of the map the localiser shows. A localiser setting that changes the map
+    (``t_start``, ``ddim_steps``, ``seed`` of a DDPM) is set on the localiser.
+
     Parameters
     ----------
     localizer : DDPMLocalizer or DisyreLocalizer
-        A fitted localiser; the test traces the map its ``region_tracer`` describes
-        (|K ∗ (D(X) − X)| for a DDPM, K ∗ (w ⊙ mean_k |R_k(X) − X|) for DISYRE).
+        A fitted localiser (any object with ``prepare``, ``image_shape_`` and
+        ``region_map_definition``: :class:`~diffad.selective.region_tracer.RegionTestable`).
     noise_var : float, array or matrix
         Noise covariance Σ of X and X′: a scalar *variance* (Σ = noise_var·I), per-pixel
         variances (image-shaped or flat), or a full (n, n) matrix over the C·H·W pixels
         (:class:`~diffad.selective.covariance.NoiseCovariance`). ``None`` (default) uses
-        the localizer's estimate ``noise_var_`` from healthy images.
+        the estimate ``noise_var_`` of :meth:`calibrate`.
     lam : float, optional
-        Threshold λ on the filtered reconstruction error. ``None`` (default) uses the
-        localizer's ``lam_``, calibrated on healthy images (``calibrate``); the published
-        synthetic setting is 0.8 for N(0, 1) pixels.
+        Threshold λ on the region map. ``None`` (default) uses ``lam_`` of :meth:`calibrate`;
+        the published synthetic setting is 0.8 for N(0, 1) pixels.
     filter_size : int
         Side of the mean filter K (odd).
     reference_var_factor : float, optional
         f, the noise covariance of the reference relative to Σ: 1 for one healthy image,
-        1/n for the mean of n. ``None``: 1 for a reference passed to :meth:`test`, the
-        localizer's ``reference_var_factor_`` for its default reference.
-    t_start, ddim_steps : int, optional
-        Reconstruction noise level and DDIM calls of a DDPM; default: the localizer's (the
-        published DAL-Test setting is 460 and 5).
-        Not for a DISYRE localiser (an error).
-    seed : int
-        Seed of the reconstruction noise (the selection is D with these fixed constants).
+        1/n for the mean of n. ``None``: 1 for a reference passed to :meth:`test`,
+        ``reference_var_factor_`` for the calibrated reference.
     termination : {"precision", "exhaustive", "decision"}
         Parametric search stopping rule (see :mod:`diffad.selective.search`). The default
         ``"precision"`` stops once the p-value is bracketed to ``precision`` (sicore's default
@@ -100,6 +113,22 @@ class SelectiveTest:
         Seed of the permutations.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Attributes
+    ----------
+    reference_ : numpy.ndarray
+        (C, H, W) mean of the calibration images that estimated the noise (set by
+        :meth:`calibrate`, like the attributes below).
+    reference_var_factor_ : float
+        f of that reference (1/n).
+    noise_var_ : float or numpy.ndarray
+        The estimated Σ (:func:`~diffad.selective.noise.estimate_noise_model`).
+    noise_kind_ : str
+        Its form.
+    lam_ : float
+        The calibrated λ.
+    check_images_ : numpy.ndarray
+        Healthy images kept aside for the healthy calibration check (model layout).
     """
 
     def __init__(
@@ -109,9 +138,6 @@ class SelectiveTest:
         lam: float | None = None,
         filter_size: int = 3,
         reference_var_factor: float | None = None,
-        t_start: int | None = None,
-        ddim_steps: int | None = None,
-        seed: int = 0,
         termination: str = "precision",
         precision: float = 1e-3,
         alpha: float = 0.05,
@@ -128,9 +154,6 @@ class SelectiveTest:
         self.lam = lam
         self.filter_size = filter_size
         self.reference_var_factor = reference_var_factor
-        self.t_start = t_start
-        self.ddim_steps = ddim_steps
-        self.seed = seed
         self.termination = termination
         self.precision = precision
         self.alpha = alpha
@@ -160,20 +183,20 @@ class SelectiveTest:
         return 32 if n_pixels <= 256 else 16
 
     def _noise_var(self) -> Any:
-        """``noise_var``, or the localizer's estimate ``noise_var_`` when it is None."""
+        """``noise_var``, or the calibrated estimate ``noise_var_`` when it is None."""
         if self.noise_var is not None:
             return self.noise_var
-        stored = getattr(self.localizer, "noise_var_", None)
+        stored = getattr(self, "noise_var_", None)
         if stored is None:
-            raise ValueError(
+            raise NotFittedError(
                 "noise_var is needed: pass the noise variance of the images, or estimate it "
-                "from healthy images with the localizer's calibrate()"
+                "from healthy images with calibrate()"
             )
         return stored
 
     def _check_params(self) -> None:
-        if not hasattr(self.localizer, "model_"):
-            raise ValueError("the localizer is not fitted: call fit() or load() first")
+        if not hasattr(self.localizer, "image_shape_"):
+            raise NotFittedError("the localizer is not fitted: call fit() or load() first")
         if self.batch_size is not None:
             check_batch_size(self.batch_size)
         if self.termination not in TERMINATIONS:
@@ -182,25 +205,22 @@ class SelectiveTest:
             raise ValueError(f"alternative must be 'two-sided' or 'abs', got {self.alternative!r}")
 
     def _tracer(self, shape: tuple[int, int, int]) -> Any:
-        """The localizer's region tracer for images of ``shape`` (built once, cached: it
-        depends only on the model, the reconstruction settings, the seed and the filter)."""
-        key = (shape, self.t_start, self.ddim_steps, int(self.seed), int(self.filter_size))
+        """The tracer of the localiser's region map for images of ``shape``. Built once and
+        cached while the localiser's map settings stay the same."""
+        definition = self.localizer.region_map_definition()
+        key = (shape, int(self.filter_size), repr(self._map_settings()))
         cache = self.__dict__.setdefault("_tracer_cache", {})
         if key not in cache:
-            overrides = {
-                name: value
-                for name, value in (("t_start", self.t_start), ("ddim_steps", self.ddim_steps))
-                if value is not None
-            }
             cache.clear()
-            cache[key] = self.localizer.region_tracer(
-                shape,
-                seed=int(self.seed),
-                filter_size=int(self.filter_size),
-                device=resolve_device(self.device),
-                **overrides,
+            cache[key] = region_tracer(
+                definition, shape, int(self.filter_size), resolve_device(self.device)
             )
         return cache[key]
+
+    def _map_settings(self) -> dict[str, Any]:
+        """The localiser parameters its map depends on (all but how it runs)."""
+        params = self.localizer.get_params(deep=False)
+        return {k: v for k, v in params.items() if k not in ("device", "verbose", "batch_size")}
 
     def validate(self, shape: tuple[int, ...]) -> None:
         """Check the settings against the localiser for images of ``shape`` ((C, H, W) or
@@ -210,20 +230,21 @@ class SelectiveTest:
         Raises
         ------
         ValueError
-            An unfitted localiser, a bad option, or one that does not apply to this localiser
-            (``t_start`` for a DISYRE model).
+            A bad option, or a localiser whose map cannot be traced (``n_samples`` > 1).
+        NotFittedError
+            An unfitted localiser.
         """
         self._check_params()
         shape3 = tuple(int(v) for v in (shape if len(shape) == 3 else (1, *shape)))
         self._tracer(shape3)
 
     def _lam(self) -> float:
-        """``lam``, or the localizer's calibrated ``lam_`` when it is None."""
-        lam = self.lam if self.lam is not None else getattr(self.localizer, "lam_", None)
+        """``lam``, or the calibrated ``lam_`` when it is None."""
+        lam = self.lam if self.lam is not None else getattr(self, "lam_", None)
         if lam is None:
-            raise ValueError(
-                "lam is needed: pass the threshold, or calibrate the localizer on healthy "
-                "images (calibrate()) to get a default"
+            raise NotFittedError(
+                "lam is needed: pass the threshold, or calibrate() the test on healthy images "
+                "to get a default"
             )
         if not (np.isfinite(lam) and lam > 0):
             raise ValueError(f"lam must be > 0, got {lam}")
@@ -234,13 +255,13 @@ class SelectiveTest:
         if reference is not None:
             f = 1.0 if self.reference_var_factor is None else float(self.reference_var_factor)
             return reference, f
-        stored = getattr(self.localizer, "reference_", None)
+        stored = getattr(self, "reference_", None)
         if stored is None:
-            raise ValueError(
-                "reference is needed: pass a healthy image, or calibrate the localizer on "
-                "healthy images (calibrate()) to use their mean"
+            raise NotFittedError(
+                "reference is needed: pass a healthy image, or calibrate() the test on "
+                "healthy images to use their mean"
             )
-        f = getattr(self.localizer, "reference_var_factor_", 1.0)
+        f = getattr(self, "reference_var_factor_", 1.0)
         if self.reference_var_factor is not None:
             f = float(self.reference_var_factor)
         return stored, float(f)
@@ -257,9 +278,124 @@ class SelectiveTest:
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(r))):
             raise ValueError("image and reference must not contain NaN or inf")
         shape3 = x.shape if x.ndim == 3 else (1, *x.shape)
-        model = self.localizer.model_
-        model.check_input(torch.empty((1, *shape3)))
+        expected = tuple(self.localizer.image_shape_)
+        if tuple(shape3) != expected:
+            raise ValueError(f"image shape {x.shape} does not match the model's {expected}")
         return x.reshape(shape3), r.reshape(shape3), x.shape
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(
+        self,
+        healthy_images: Any,
+        check_fraction: float = 0.5,
+        noise_kind: str = "auto",
+        lam_percentile: float = 99.0,
+    ) -> SelectiveTest:
+        """Reference, noise model and default λ from healthy images the model never saw.
+
+        The images (prepared by the localiser) are split at random (seeded by
+        ``random_state``): ``check_fraction`` of them are kept aside as ``check_images_`` for
+        the healthy calibration check; the rest give the reference (their mean), the noise
+        covariance and λ (the ``lam_percentile``-th percentile of their region-map pixels,
+        so that about 1 % of a healthy image's pixels are selected).
+
+        Parameters
+        ----------
+        healthy_images : array-like
+            Healthy images (at least ``MIN_CALIBRATION_IMAGES``), as the localiser reads them.
+        check_fraction : float
+            Share kept aside for the healthy calibration check.
+        noise_kind : {"auto", "local", "full", "pixel", "scalar"}
+            Form of the noise covariance (:func:`~diffad.selective.noise.estimate_noise_model`).
+        lam_percentile : float
+            Percentile of the healthy region-map pixels that becomes λ.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        data = self.localizer.prepare(healthy_images)
+        if len(data) < MIN_CALIBRATION_IMAGES:
+            raise ValueError(
+                f"need at least {MIN_CALIBRATION_IMAGES} healthy calibration images, "
+                f"got {len(data)}"
+            )
+        if not 0 < check_fraction < 1:
+            raise ValueError(f"check_fraction must be in (0, 1), got {check_fraction}")
+        if noise_kind not in NOISE_KINDS:
+            raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
+        if not 50 <= lam_percentile < 100:
+            raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
+        perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
+        n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
+        # The check images stay in random order: any first k of them are a random sample.
+        check, est = perm[:n_check], np.sort(perm[n_check:])
+        model = estimate_noise_model(data[est], noise_kind)
+        region_maps = self._tracer(tuple(data.shape[1:])).selection_map(
+            np.asarray(data[est], dtype=np.float64)
+        )
+        self.reference_ = model.reference.astype(np.float64)
+        self.reference_var_factor_ = float(model.reference_var_factor)
+        self.noise_var_ = model.noise_var
+        self.noise_kind_ = model.kind
+        self.lam_ = float(np.percentile(region_maps, lam_percentile))
+        self.check_images_ = data[check]
+        return self
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether :meth:`calibrate` (or :meth:`load`) has set the reference, Σ and λ."""
+        return all(hasattr(self, name) for name in _CALIBRATION)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration and ``filter_size`` (the λ it belongs to) to a checkpoint
+        folder (JSON + safetensors).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`calibrate`.
+        """
+        if not self.calibrated:
+            raise NotFittedError("calibrate() the test before saving it")
+        config = {
+            "filter_size": int(self.filter_size),
+            "reference_var_factor": self.reference_var_factor_,
+            "noise_kind": self.noise_kind_,
+            "lam": self.lam_,
+        }
+        tensors = {
+            "reference": np.asarray(self.reference_),
+            "noise_var": np.asarray(self.noise_var_, dtype=np.float64),
+            "check_images": np.asarray(self.check_images_),
+        }
+        return save_checkpoint(path, _KIND, config, tensors)
+
+    @classmethod
+    def load(cls, path: str | Path, localizer: RegionTestable, **params: Any) -> SelectiveTest:
+        """A calibrated test of ``localizer`` from a folder written by :meth:`save`.
+
+        ``params`` are the constructor's (``filter_size`` comes from the folder).
+
+        Raises
+        ------
+        ValueError
+            A missing or unreadable folder.
+        """
+        config, tensors = load_checkpoint(path, _KIND)
+        try:
+            test = cls(localizer, filter_size=int(config["filter_size"]), **params)
+            test.reference_var_factor_ = float(config["reference_var_factor"])
+            test.noise_kind_ = str(config["noise_kind"])
+            test.lam_ = float(config["lam"])
+            test.reference_ = tensors["reference"].numpy()
+            noise_var = tensors["noise_var"].numpy()
+            test.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
+            test.check_images_ = tensors["check_images"].numpy()
+        except KeyError as err:
+            raise ValueError(f"{path} is not a complete region-test calibration: {err}") from err
+        return test
 
     # ------------------------------------------------------------------ testing
     def _line(self, image: Any, reference: Any) -> _Line | None:
@@ -322,11 +458,11 @@ class SelectiveTest:
         Parameters
         ----------
         image : array-like
-            (H, W) or (C, H, W) in model layout and scale, sides divisible by the U-Net's
-            down-sampling.
+            One image as the localiser reads it ((H, W), (C, H, W) or a picture); the
+            localiser's stored preprocessing is applied.
         reference : array-like, optional
-            A healthy image of the same shape, independent of ``image``. ``None`` uses the
-            localizer's ``reference_`` (the mean of its healthy calibration images).
+            A healthy image read the same way, independent of ``image``. ``None`` uses
+            ``reference_`` (the mean of healthy calibration images).
         method : {"parametric", "oc", "naive", "bonferroni", "permutation"}
             ``parametric`` is the exact DAL-Test p-value; ``oc`` over-conditions on every
             decision (valid, less power); the others are comparators.
@@ -335,6 +471,22 @@ class SelectiveTest:
         -------
         SelectiveTestResult
         """
+        x = self._prepare_one(image)
+        ref = None if reference is None else self._prepare_one(reference)
+        return self.test_prepared(x, ref, method)
+
+    def _prepare_one(self, image: Any) -> np.ndarray:
+        """One image in model layout and scale (C, H, W), by the localiser's preprocessing."""
+        if isinstance(image, np.ndarray) and image.ndim not in (2, 3):
+            raise ValueError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
+        batch = image[None] if isinstance(image, np.ndarray) else [image]
+        return self.localizer.prepare(batch)[0]
+
+    def test_prepared(
+        self, image: Any, reference: Any = None, method: str = "parametric"
+    ) -> SelectiveTestResult:
+        """:meth:`test` of an image already in model layout and scale, such as
+        ``LocalizationResult.image[i]`` or ``check_images_[i]`` (no preprocessing applied)."""
         start = time.perf_counter()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -427,11 +579,13 @@ class SelectiveTest:
 
         Parameters
         ----------
-        images : array-like
-            (N, H, W) or (N, C, H, W).
+        images : array-like or LocalizationResult
+            Images as the localiser reads them, or the result of its ``localize`` (whose
+            prepared images are tested as they are: the regions of the maps it holds).
         references : array-like, optional
-            One reference per image (same shape as ``images``), a single reference, or
-            ``None`` for the localizer's default reference.
+            One reference per image, a single reference, or ``None`` for ``reference_``.
+            Read like the images (prepared by the localiser); with a ``LocalizationResult``,
+            (N, C, H, W) or one (C, H, W).
         method : str
             As in :meth:`test`.
         n_jobs : int or None
@@ -459,44 +613,38 @@ class SelectiveTest:
         Raises
         ------
         ValueError or RuntimeError
-            A test that fails stops the batch and its error is raised, on every backend. To
-            keep the other results and record errors, use
+            A test that fails stops the batch (pending Ray tasks are cancelled) and its error
+            is raised, on every backend. To keep the other results and record errors, use
             :func:`diffad.selective.batch.iter_tests` (as ``diffad test --out`` does).
         """
-        from diffad.selective.batch import check_backend
+        from diffad.image.result import LocalizationResult
+        from diffad.selective.batch import iter_tests
 
-        check_backend(backend, address, gpus_per_task, max_retries, n_jobs)
-        imgs = np.asarray(images, dtype=np.float64)
-        if imgs.ndim not in (3, 4) or len(imgs) == 0:
-            raise ValueError(
-                f"images must be a non-empty (N, H, W) or (N, C, H, W), got {imgs.shape}"
-            )
-        if references is None:
-            refs = [None] * len(imgs)
+        if isinstance(images, LocalizationResult):
+            data, raw_ndim = images.image, 4
         else:
-            refs = np.asarray(references, dtype=np.float64)
-            if refs.shape == imgs.shape[1:]:
-                refs = np.broadcast_to(refs, imgs.shape)
-            if refs.shape != imgs.shape:
-                raise ValueError(
-                    f"references shape {refs.shape} does not match images {imgs.shape}"
-                )
-        if backend == "ray":
-            from diffad.selective.ray_backend import ray_test_many
-
-            return ray_test_many(
-                self, imgs, refs, method, n_jobs=n_jobs, verbose=verbose, address=address,
-                gpus_per_task=gpus_per_task, max_retries=max_retries,
-            )  # fmt: skip
-        pairs = zip(imgs, refs, strict=True)
-        if n_jobs in (None, 1):
-            results = (self.test(i, r, method) for i, r in pairs)
-        else:
-            from joblib import Parallel, delayed
-
-            # A generator in input order, so the bar moves as each p-value arrives.
-            results = Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(self.test)(i, r, method) for i, r in pairs
-            )
-        bar = tqdm(results, total=len(imgs), desc=f"{method} p-values", disable=not verbose)
-        return list(bar)
+            data, raw_ndim = self.localizer.prepare(images), np.ndim(images)
+        refs = None
+        if references is not None:
+            r = np.asarray(references)
+            single = r.ndim == raw_ndim - 1
+            refs = self.localizer.prepare(r[None] if single else r)
+            if single:
+                refs = np.broadcast_to(refs, data.shape)
+            if len(refs) != len(data):
+                raise ValueError(f"{len(refs)} references for {len(data)} images")
+        stream = iter_tests(
+            self, list(data), None if refs is None else list(refs), method,
+            backend=backend, n_jobs=n_jobs, address=address,
+            gpus_per_task=gpus_per_task, max_retries=max_retries,
+        )  # fmt: skip
+        out: list[Any] = [None] * len(data)
+        bar = tqdm(total=len(data), desc=f"{method} p-values", disable=not verbose)
+        # closing(): an error or Ctrl-C cancels the pending Ray tasks and stops a Ray started here.
+        with contextlib.closing(stream), bar:
+            for index, res in stream:
+                if isinstance(res, Exception):
+                    raise res
+                out[index] = res
+                bar.update()
+        return out

@@ -24,7 +24,7 @@ import torch
 
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.unet import UNet
-from diffad.selective.affine import mean_filter_pair
+from diffad.image.region_maps import mean_filter, restoration_map
 from diffad.selective.intervals import selection_intervals, split_at
 from diffad.selective.prefix_cache import PrefixCache
 from diffad.selective.tracer import ReconstructionTracer
@@ -43,35 +43,6 @@ class EnsembleCache:
     def calls_run(self) -> int:
         """Network calls actually run over all chains."""
         return sum(p.calls_run for p in self.parts)
-
-
-def foreground_mask(x: np.ndarray, threshold: float | None) -> np.ndarray:
-    """Per-image foreground (B, 1, H, W): pixels where any channel exceeds ``threshold``
-    (every pixel when ``threshold`` is None)."""
-    x = np.asarray(x)
-    if threshold is None:
-        return np.ones((x.shape[0], 1, *x.shape[2:]), dtype=bool)
-    return np.any(x > threshold, axis=1, keepdims=True)
-
-
-def mean_abs_error(x: np.ndarray, restorations: Sequence[np.ndarray]) -> np.ndarray:
-    """mean_k |R_k − X| for images (B, C, H, W), float64, same shape."""
-    x = np.asarray(x, dtype=np.float64)
-    total = sum(np.abs(np.asarray(r, dtype=np.float64) - x) for r in restorations)
-    return total / len(restorations)
-
-
-def restoration_map(errors: np.ndarray, foreground: np.ndarray, filter_size: int) -> np.ndarray:
-    """E = K ∗ (w ⊙ errors) for ``errors`` = :func:`mean_abs_error` (B, C, H, W), float64.
-
-    ``foreground`` is a bool mask broadcastable to (B, 1, H, W); w is the mask times the
-    image's foreground fraction.
-    """
-    errors = np.asarray(errors, dtype=np.float64)
-    shape = (errors.shape[0], 1, *errors.shape[2:])
-    fg = np.broadcast_to(np.asarray(foreground, dtype=bool), shape)
-    weight = fg * fg.mean(axis=(1, 2, 3), keepdims=True)
-    return mean_filter_pair(torch.from_numpy(weight * errors), int(filter_size)).numpy()
 
 
 def abs_mean_selection_intervals(
@@ -118,7 +89,7 @@ def abs_mean_selection_intervals(
         e_val = (np.abs(val) * weight).sum(axis=1)
         e_slope = (np.sign(val) * ds[None] * weight).sum(axis=1)
         pair = torch.from_numpy(np.concatenate([e_val, e_slope])).reshape(-1, *image_shape)
-        filt = mean_filter_pair(pair, int(filter_size)).reshape(2 * m.size, -1).numpy()
+        filt = mean_filter(pair, int(filter_size)).reshape(2 * m.size, -1).numpy()
         for j in range(m.size):
             k = start + j
             out.extend(

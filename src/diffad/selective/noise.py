@@ -224,7 +224,7 @@ def healthy_check(
         the decision counts here).
     images : array-like
         Healthy images the reference, noise model and λ were not estimated from (e.g. a
-        calibrated localiser's ``check_images_``).
+        calibrated test's ``check_images_``, in model layout).
     alpha : float
         Level.
     verbose : bool
@@ -248,7 +248,7 @@ def healthy_check(
 
     p_values = []
     for k, x in enumerate(tqdm(images, desc="healthy calibration check", disable=not verbose)):
-        compute = lambda x=x: checker.test(np.asarray(x, dtype=np.float64))  # noqa: E731
+        compute = lambda x=x: checker.test_prepared(np.asarray(x, dtype=np.float64))  # noqa: E731
         res = cached(k, compute) if cached else compute()
         p_values.append(float(res.p_value) if res.selected else None)
     return healthy_rejection_rate(p_values, alpha), p_values

@@ -21,10 +21,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from diffad.selective.batch import IMAGE_ERRORS, Outcome
-from diffad.selective.result import SelectiveTestResult
+from diffad.selective.result import IMAGE_ERRORS, Outcome, SelectiveTestResult
 
 INSTALL = "the Ray backend needs Ray: pip install 'diffad[ray]'"
 
@@ -95,7 +93,7 @@ def _run_one(box: list, image: np.ndarray, reference: Any, method: str) -> Selec
         tester = _WORKER_TESTER[key] = ray.get(box[0])
     # Ray hands arrays over read-only (zero copy); the test wants its own writable copy.
     ref = None if reference is None else np.array(reference)
-    return tester.test(np.array(image), ref, method)
+    return tester.test_prepared(np.array(image), ref, method)
 
 
 def _remote(ray: Any) -> Any:
@@ -176,44 +174,3 @@ def iter_ray(
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
-
-
-def ray_test_many(
-    tester: Any,
-    images: Sequence[Any],
-    references: Sequence[Any],
-    method: str,
-    *,
-    n_jobs: int | None,
-    verbose: bool,
-    address: str | None,
-    gpus_per_task: float,
-    max_retries: int,
-) -> list[SelectiveTestResult]:
-    """``SelectiveTest.test_many`` on Ray: results in input order, the first error raised.
-
-    Raises
-    ------
-    ValueError or RuntimeError
-        The error of the first image whose test failed (the pending tasks are cancelled),
-        as with joblib; use :func:`diffad.selective.batch.iter_tests` to keep going.
-    """
-    out: list[Any] = [None] * len(images)
-    stream = iter_ray(
-        tester,
-        images,
-        references,
-        method,
-        n_jobs=n_jobs,
-        address=address,
-        gpus_per_task=gpus_per_task,
-        max_retries=max_retries,
-    )
-    bar = tqdm(total=len(images), desc=f"{method} p-values", disable=not verbose)
-    with contextlib.closing(stream), bar:
-        for index, res in stream:
-            if isinstance(res, Exception):
-                raise res
-            out[index] = res
-            bar.update()
-    return out

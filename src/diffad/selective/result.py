@@ -9,6 +9,10 @@ import numpy as np
 
 NO_REGION = "no region selected"
 
+#: Errors of one image's test that become that image's outcome in a batch; any other
+#: exception is a bug (or an interruption) and stops the batch.
+IMAGE_ERRORS = (ValueError, RuntimeError)
+
 
 def reject_at(
     bounds: tuple[float, float] | list[float] | None,
@@ -101,3 +105,7 @@ class SelectiveTestResult:
         out["intervals"] = np.asarray(self.intervals).tolist()
         out["p_value_bounds"] = None if self.p_value_bounds is None else list(self.p_value_bounds)
         return out
+
+
+#: One image's outcome in a batch: its result, or the error of its test.
+Outcome = SelectiveTestResult | Exception

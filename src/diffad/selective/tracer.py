@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.unet import UNet, UNetBlock
+from diffad.image.region_maps import mean_filter
 from diffad.selective.affine import (
     avg_pool_pair,
     conv_pair,
@@ -30,7 +31,6 @@ from diffad.selective.affine import (
     conv_pair_shift,
     dense_matrix,
     fold_conv_bn,
-    mean_filter_pair,
     relu_pair,
     shift_weight,
     upsample_pair,
@@ -283,7 +283,7 @@ class ReconstructionTracer:
         state[:, :n] += self.in_noise[:, None]
         for step in self.steps:
             state = self._apply_step(state, step, n, lo, hi, patterns)
-        filt = mean_filter_pair(state - x, self.filter_size)
+        filt = mean_filter(state - x, self.filter_size)
         recon = state.transpose(0, 1)
         filt = filt.transpose(0, 1).reshape(2 * n, -1)
         pat = None
@@ -341,7 +341,7 @@ class ReconstructionTracer:
         cache.add(zn, rec_lo, rec_hi, rec_v, rec_s)
         xv = a[:, None] + b[:, None] * z[None, :, None, None]
         diff = torch.cat([val - xv, slo - b[:, None]], 1)
-        filt = mean_filter_pair(diff, self.filter_size).transpose(0, 1).reshape(2 * n, -1)
+        filt = mean_filter(diff, self.filter_size).transpose(0, 1).reshape(2 * n, -1)
         return lo, hi, val.transpose(0, 1), slo.transpose(0, 1), filt[:n], filt[n:], None
 
     def _entry_states(self, a, b, z, zn, enter, k, cache, rec, rec_v, rec_s, rec_lo, rec_hi):
