@@ -62,17 +62,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--noise-var",
-        "--sigma",
         default=None,
         help="noise covariance: a scalar variance or a .npy of per-pixel variances / matrix "
         "(default: the model's estimate from healthy images)",
     )
     p.add_argument("--lam", type=float, default=None, help="threshold λ (default: the model's)")
     p.add_argument("--method", default="parametric", choices=METHODS)
-    p.add_argument("--filter-size", type=int, default=3)
-    p.add_argument("--t-start", type=int, default=None, help="default: the model's")
-    p.add_argument("--ddim-steps", type=int, default=None, help="default: the model's")
-    p.add_argument("--seed", type=int, default=0, help="reconstruction noise seed")
+    p.add_argument(
+        "--filter-size", type=int, default=None, help="mean filter side (default: the model's, 3)"
+    )
+    p.add_argument(
+        "--t-start", type=int, default=None, help="DDPM noise level (default: the model's)"
+    )
+    p.add_argument("--ddim-steps", type=int, default=None, help="DDPM: default: the model's")
+    p.add_argument(
+        "--seed", type=int, default=None, help="DDPM reconstruction noise (default: the model's)"
+    )
     p.add_argument(
         "--termination",
         default="precision",
@@ -166,13 +171,15 @@ def check_backend_args(args: argparse.Namespace) -> None:
     check_backend(args.backend, args.address, args.gpus_per_task, args.max_retries)
 
 
-def _reference(args: argparse.Namespace, loc: Any) -> tuple[np.ndarray | None, float | None]:
-    """The reference image and its variance factor f (None, None: the model's default)."""
+def _reference(
+    args: argparse.Namespace, loc: Any, tester: Any
+) -> tuple[np.ndarray | None, float | None]:
+    """The reference image and its variance factor f (None, None: the calibrated one)."""
     from diffad.cli._images import read_images
 
     spec = args.reference or args.references
     if spec is None:
-        if not hasattr(loc, "reference_"):
+        if not tester.calibrated:
             raise ValueError(
                 "this model is not calibrated: give --reference or --references "
                 "(or retrain with calibration)"
@@ -200,46 +207,75 @@ def describe(result: Any, termination: str, alpha: float) -> str:
     return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
 
 
+def map_overrides(args: argparse.Namespace, loc: Any) -> None:
+    """Apply ``--t-start``, ``--ddim-steps`` and ``--seed`` to the model: they change its map,
+    so the map shown and the region tested change together."""
+    given = {
+        name: value
+        for name, value in (
+            ("t_start", args.t_start), ("ddim_steps", args.ddim_steps), ("seed", args.seed)
+        )
+        if value is not None
+    }  # fmt: skip
+    if not given:
+        return
+    unknown = sorted(set(given) - set(loc.get_params()))
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise ValueError(f"{flags} do not apply to a {type(loc).__name__} (no noise level or seed)")
+    loc.set_params(**given)
+
+
+def make_tester(args: argparse.Namespace, loc: Any) -> Any:
+    """The region test of ``loc`` with the options of ``args``: calibrated from the model
+    folder's ``region_test`` when ``train-image`` stored one."""
+    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+
+    params = {
+        "noise_var": parse_noise_var(args.noise_var),
+        "lam": args.lam,
+        "termination": args.termination,
+        "precision": args.precision,
+        "alpha": args.alpha,
+        "z_max": args.z_max,
+        "n_permutations": args.permutations,
+        "device": args.device,
+    }
+    stored = Path(args.model) / REGION_TEST_FOLDER
+    if stored.is_dir():
+        tester = SelectiveTest.load(stored, loc, **params)
+    else:
+        tester = SelectiveTest(loc, **params)
+    if args.filter_size is not None:
+        tester.filter_size = args.filter_size
+    return tester
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
     from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
-    from diffad.selective.dal import SelectiveTest
+    from diffad.report.entries import build_report, finish_report
+    from diffad.report.run_folder import save_run
 
     check_levels(alpha=args.alpha)
     check_backend_args(args)
     set_threads(args.threads)
     loc = load_localizer(args.model, args.device, args.quiet, args.resize)
+    map_overrides(args, loc)
     raw = read_images(args, args.images, loc.image_shape_[1])
-    folder = bool(args.out) and not args.out.endswith(".jsonl")
-    if folder:  # the report shows maps and scores too
-        data, rec, maps, scores = loc.score_and_map(raw.images, args.seed)
-    else:
-        data = loc.prepare(raw.images)
-    reference, factor = _reference(args, loc)
-    tester = SelectiveTest(
-        loc,
-        parse_noise_var(args.noise_var),
-        lam=args.lam,
-        filter_size=args.filter_size,
-        reference_var_factor=factor,
-        t_start=args.t_start,
-        ddim_steps=args.ddim_steps,
-        seed=args.seed,
-        termination=args.termination,
-        precision=args.precision,
-        alpha=args.alpha,
-        z_max=args.z_max,
-        n_permutations=args.permutations,
-        device=args.device,
-    )
+    tester = make_tester(args, loc)
     tester.validate(loc.image_shape_)  # a setting that fails every image fails once, here
+    # One reconstruction per image: the report's maps and the tested regions come from it.
+    result = loc.localize(raw.images)
+    reference, factor = _reference(args, loc, tester)
+    tester.reference_var_factor = factor
     log = result_log(args)
     if log is not None and len(log):
         print(f"resuming: {len(log)} result(s) already in {log.path}")
-    results = compute_results(args, tester, raw.names, data, reference, log)
+    results = compute_results(args, tester, raw.names, result.image, reference, log)
     check, check_p = None, []
     checked = not (args.reference or args.references) and args.method == "parametric"
-    kept = getattr(loc, "check_images_", None)
+    kept = getattr(tester, "check_images_", None)
     n_check = 0 if kept is None or not checked else len(kept)
     n_check = n_check if args.check is None else min(max(args.check, 0), n_check)
     if n_check:
@@ -247,9 +283,13 @@ def run(args: argparse.Namespace) -> int:
 
         check, check_p = healthy_check(tester, kept[:n_check], args.alpha, not args.quiet)
         print(check.message())
-    if folder:
-        arrays = {"images": data, "reconstructions": rec, "maps": maps}
-        html = write_run(args, loc, raw.names, arrays, scores, results, (check, check_p))
+    if args.out and not args.out.endswith(".jsonl"):
+        report, arrays = build_report(
+            "test", f"diffad test: {args.images}", loc, args.model, raw.names, result,
+            alpha=args.alpha, region_results=results, exact=args.termination != "decision",
+            check=(check, check_p) if check is not None else None,
+        )  # fmt: skip
+        html = finish_report(save_run(args.out, report, arrays))
         print(f"report: {html}")
     return 0
 
@@ -330,58 +370,3 @@ def result_log(args: argparse.Namespace) -> Any:
         },
     }
     return ResultLog(path, settings)
-
-
-def write_run(
-    args: argparse.Namespace,
-    loc: Any,
-    names: list[str],
-    arrays: dict[str, np.ndarray],
-    scores: np.ndarray,
-    results: list,
-    checked: tuple[Any, list],
-) -> Path:
-    """Write the run folder (report.json, arrays.npz) and its report.html; the html's path.
-
-    ``results`` holds one SelectiveTestResult per image, or the error message of an image
-    whose test failed; ``checked`` is the healthy calibration check and its p-values.
-    """
-    from diffad.report.entries import (
-        add_region_results,
-        finish_report,
-        image_entries,
-        model_summary,
-        run_context,
-    )
-    from diffad.report.run_folder import save_run
-
-    check, check_p = checked
-    masks = loc.masks_from_maps(arrays["maps"]) if hasattr(loc, "threshold_") else None
-    entries = image_entries(loc, names, scores, masks, q=None)
-    add_region_results(entries, results, args.alpha, exact=args.termination != "decision")
-    calibration = None
-    if check is not None:
-        calibration = {**check.to_dict(), "message": check.message(), "p_values": check_p}
-    report = {
-        "kind": "test",
-        "title": f"diffad test: {args.images}",
-        **run_context("test"),
-        "model": model_summary(loc, args.model),
-        "alpha": args.alpha,
-        "q": None,
-        "synthetic_lesions": False,
-        "images": entries,
-        "calibration": calibration,
-        # The check stops at its decisions, so its p-values are not exact: no QQ plot of them.
-        "null_p_values": {},
-    }
-    shape = arrays["images"].shape[1:]
-    arrays["regions"] = np.stack(
-        [
-            np.zeros(shape[1:], bool) if isinstance(r, str) else r.region.reshape(shape).any(0)
-            for r in results
-        ]
-    )
-    if masks is not None:
-        arrays["masks"] = masks
-    return finish_report(save_run(args.out, report, arrays))

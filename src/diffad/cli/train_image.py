@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -189,6 +190,21 @@ def _method_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def _calibrate_region_test(loc: Any, images: Any, out: Path) -> Any:
+    """Calibrate the region test (reference, noise model, λ) on the healthy calibration
+    images and store it in ``out/region_test``; None (with a note) when the model's map
+    cannot be traced."""
+    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+
+    try:
+        tester = SelectiveTest(loc).calibrate(images)
+    except ValueError as err:
+        print(f"note: no region test for this model: {err}")
+        return None
+    tester.save(Path(out) / REGION_TEST_FOLDER)
+    return tester
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the images, fit, calibrate, save; print a summary."""
     from diffad.image.localizers import localizer_class
@@ -221,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         **options,
     ).fit(train.images)
     out = loc.save(args.out)  # saved first: a calibration error must not lose the training
+    tester = None
     if cal is not None:
         try:
             loc.calibrate(cal.images)
@@ -229,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 f"the model is saved, uncalibrated, in {out}; calibration failed: {err}"
             ) from err
         loc.save(args.out)
+        tester = _calibrate_region_test(loc, cal.images, out)
     summary = {
         "images": len(train),
         "calibration_images": 0 if cal is None else len(cal),
@@ -249,8 +267,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             f"calibrated on {len(cal)} held-out normal images: image threshold "
-            f"{loc.threshold_:.4g} ({loc.image_score} {loc.score}), region-test λ {loc.lam_:.4g}, "
-            f"noise covariance {loc.noise_kind_}, {len(loc.check_images_)} kept for the check"
+            f"{loc.threshold_:.4g} ({loc.image_score} {loc.score})"
+            + (
+                ""
+                if tester is None
+                else f", region-test λ {tester.lam_:.4g}, noise covariance "
+                f"{tester.noise_kind_}, {len(tester.check_images_)} kept for the check"
+            )
         )
     print(f"model: {out}")
     return 0

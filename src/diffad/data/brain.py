@@ -30,6 +30,8 @@ from diffad.data.image_ops import (
 
 COLIN27_PATH = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 BRAIN_SOURCES = ("mni152", "colin27")
+#: The band of axial slices (fractions of the brain's extent) the demo and benchmarks use.
+BAND = (0.25, 0.8)
 
 
 def load_brain_volume(name: str) -> np.ndarray:
@@ -133,3 +135,19 @@ def brain_slices(
         masks=masks[keep][:, None],
         names=[f"{name}:z={int(z0 + i)}" for i in index[keep]],
     )
+
+
+def brain_split(size: int) -> dict[str, ImageSet]:
+    """The demo's and the benchmarks' split of the two brains, slices of :data:`BAND`.
+
+    Returns
+    -------
+    dict of ImageSet
+        ``train``: every MNI152 slice; ``calibration``: the even-numbered Colin27 slices
+        (another brain: healthy images the model never saw); ``test``: the odd-numbered
+        Colin27 slices (adjacent to the calibration ones, never used to fit or calibrate).
+    """
+    train = brain_slices("mni152", size, slice_fraction=BAND)
+    other = brain_slices("colin27", size, slice_fraction=BAND)
+    even, odd = np.arange(0, len(other), 2), np.arange(1, len(other), 2)
+    return {"train": train, "calibration": other.subset(even), "test": other.subset(odd)}

@@ -39,6 +39,16 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def subset(self, index: np.ndarray) -> ImageSet:
+        """The images at ``index`` (an integer array), with their labels, masks and names."""
+        index = np.asarray(index, dtype=int)
+        return ImageSet(
+            images=self.images[index],
+            labels=None if self.labels is None else self.labels[index],
+            masks=None if self.masks is None else self.masks[index],
+            names=[self.names[i] for i in index] if self.names else [],
+        )
+
 
 def check_finite(array: np.ndarray, what: str) -> None:
     """Raise ``ValueError`` naming ``what`` if ``array`` holds NaN or infinity."""

@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from diffad.bench.image_brain import BAND  # the brain benchmark's band of axial slices
-
 #: Settings of the full demo and of ``--quick`` (the smoke test).
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -72,8 +70,13 @@ def cache_root() -> Path:
 
 def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
     from diffad import __version__
+    from diffad.image.localizer_base import NOISE_RULE
 
-    spec = {"settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__}
+    # The noise rule is in the key: a model cached under another rule is never reused.
+    spec = {
+        "settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__,
+        "noise": NOISE_RULE,
+    }  # fmt: skip
     if method != "ddpm":  # the DDPM key predates the option: keep its caches valid
         spec["method"] = method
     text = json.dumps(spec)
@@ -82,34 +85,32 @@ def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
 
 def demo_data(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     """Training, calibration and test images (with synthetic-lesion truth) of the demo."""
-    from diffad.data.brain import brain_slices
+    from diffad.data.brain import brain_split
     from diffad.data.synthetic import lesion_dataset
 
     size = settings["size"]
-    train = brain_slices("mni152", size, slice_fraction=BAND)
-    other = brain_slices("colin27", size, slice_fraction=BAND)
-    calibration = other.images[0::2]
-    odd = np.arange(1, len(other), 2)
+    split = brain_split(size)
+    calibration, test = split["calibration"].images, split["test"]
     rng = np.random.default_rng(seed)
-    picked = rng.choice(odd, settings["n_lesion"] + settings["n_healthy"], replace=False)
+    picked = rng.choice(len(test), settings["n_lesion"] + settings["n_healthy"], replace=False)
     lesion_idx, healthy_idx = (
         np.sort(picked[: settings["n_lesion"]]),
         np.sort(picked[settings["n_lesion"] :]),
     )
     lesioned, truth = lesion_dataset(
-        other.images[lesion_idx],
-        other.masks[lesion_idx],
+        test.images[lesion_idx],
+        test.masks[lesion_idx],
         donors=calibration,
         seed=seed,
         **LESIONS,
     )
-    images = np.concatenate([lesioned, other.images[healthy_idx]])
-    names = [f"{other.names[i]} + SYNTHETIC lesion" for i in lesion_idx]
-    names += [other.names[i] for i in healthy_idx]
+    images = np.concatenate([lesioned, test.images[healthy_idx]])
+    names = [f"{test.names[i]} + SYNTHETIC lesion" for i in lesion_idx]
+    names += [test.names[i] for i in healthy_idx]
     has_lesion = np.r_[np.ones(len(lesion_idx), bool), np.zeros(len(healthy_idx), bool)]
     truth_all = np.concatenate([truth[:, 0], np.zeros((len(healthy_idx), size, size), bool)])
     return {
-        "train": train.images,
+        "train": split["train"].images,
         "calibration": calibration,
         "images": images,
         "names": names,
@@ -158,55 +159,43 @@ def cached_model(
     seed: int,
     verbose: bool,
     method: str = "ddpm",
-) -> tuple[Any, bool]:
-    """The trained and calibrated demo model: loaded from ``folder`` or trained and saved
-    there (written to a temporary folder first, so an interrupted save is never loaded)."""
+) -> tuple[Any, Any, bool]:
+    """The trained and calibrated demo model and its calibrated region test: loaded from
+    ``folder`` or trained and saved there (written to a temporary folder first, so an
+    interrupted save is never loaded)."""
     from diffad.image.localizers import load_localizer
+    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
     model_dir = folder / "model"
-    if (model_dir / "config.json").is_file():
+    test_params = {"device": "cpu", "precision": PRECISION}
+    if (model_dir / REGION_TEST_FOLDER / "config.json").is_file():
         loc = load_localizer(model_dir, device="cpu")
         loc.set_params(verbose=verbose)
-        return loc, True
+        return loc, SelectiveTest.load(model_dir / REGION_TEST_FOLDER, loc, **test_params), True
     loc = demo_localizer(settings, seed, verbose, method).fit(data["train"])
-    loc.calibrate(data["calibration"], lam_percentile=settings["lam_percentile"])
+    loc.calibrate(data["calibration"])
+    tester = SelectiveTest(loc, **test_params).calibrate(
+        data["calibration"], lam_percentile=settings["lam_percentile"]
+    )
     tmp = folder / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     loc.save(tmp)
+    tester.save(tmp / REGION_TEST_FOLDER)
     tmp.rename(model_dir)
-    return loc, False
+    return loc, tester, False
 
 
-def _entries(loc: Any, data: dict[str, Any], scores: np.ndarray, maps: np.ndarray) -> list:
-    from diffad.report.entries import image_entries
-
-    masks = loc.masks_from_maps(maps)
-    entries = image_entries(loc, data["names"], scores, masks, Q)
-    for entry, lesion in zip(entries, data["has_lesion"], strict=True):
-        entry["has_lesion"] = bool(lesion)
-    return entries
-
-
-def region_tests(
-    loc: Any, images: np.ndarray, entries: list, results: Any, verbose: bool
-) -> np.ndarray:
-    """Selective p-value of each test image's flagged region, into ``entries`` (finished
-    ones taken from ``results``, a :class:`~diffad.selective.result_log.ResultLog`); the
-    regions (N, H, W)."""
+def region_tests(tester: Any, result: Any, results: Any, verbose: bool) -> list[Any]:
+    """The region test of each image of ``result`` (a ``LocalizationResult``: its maps are
+    the ones tested); finished ones are taken from ``results``, a
+    :class:`~diffad.selective.result_log.ResultLog`."""
     from tqdm.auto import tqdm
 
-    from diffad.report.entries import add_region_results
-    from diffad.selective.dal import SelectiveTest
-
-    # p bracketed to 0.01 is plenty for a report that shows 3 digits; the decision at alpha
-    # uses the bracket, so it is exact.
-    tester = SelectiveTest(loc, device="cpu", precision=PRECISION)
-    done = [
-        results.get_or_run(f"test/{k}", lambda x=x: tester.test(x.astype(np.float64)))
-        for k, x in enumerate(tqdm(images, desc="region p-values", disable=not verbose))
+    images = tqdm(result.image, desc="region p-values", disable=not verbose)
+    return [
+        results.get_or_run(f"test/{k}", lambda x=x: tester.test_prepared(x))
+        for k, x in enumerate(images)
     ]
-    add_region_results(entries, done, ALPHA)
-    return np.stack([r.region.reshape(images.shape[1:]).any(axis=0) for r in done])
 
 
 def run_brain_demo(
@@ -237,9 +226,8 @@ def run_brain_demo(
     method : {"ddpm", "disyre"}
         The localiser to train.
     """
-    from diffad.report.entries import finish_report, model_summary, run_context
+    from diffad.report.entries import build_report, finish_report
     from diffad.report.run_folder import save_run
-    from diffad.selective.dal import SelectiveTest
     from diffad.selective.noise import healthy_check
     from diffad.selective.result_log import ResultLog
 
@@ -253,49 +241,39 @@ def run_brain_demo(
         f"{len(data['calibration'])} Colin27 slices to calibrate, {len(data['images'])} test "
         f"slices ({int(data['has_lesion'].sum())} with a SYNTHETIC lesion)"
     )
-    loc, cached = cached_model(settings, data, folder, seed, verbose, method)
+    loc, tester, cached = cached_model(settings, data, folder, seed, verbose, method)
     log(f"model: {'loaded from cache' if cached else 'trained'} ({folder / 'model'})")
-    images, rec, maps, scores = loc.score_and_map(data["images"])
-    entries = _entries(loc, data, scores, maps)
-    n_sel = sum(e["bh_selected"] for e in entries)
-    log(f"conformal p-values + Benjamini-Hochberg at q = {Q}: {n_sel} images selected")
+    result = loc.localize(data["images"])
     # Finished p-values, kept for a rerun of the same model (its training loss identifies it).
     model_id = {"loss": float(loc.loss_history_[-1]), "precision": PRECISION, "alpha": ALPHA}
     results = ResultLog(folder / "tests.jsonl", model_id)
-    regions = region_tests(loc, images, entries, results, verbose)
+    region_results = region_tests(tester, result, results, verbose)
     check, check_p = healthy_check(
-        SelectiveTest(loc, device="cpu"),
-        loc.check_images_[: settings["n_check"]],  # kept in random order by calibrate()
+        tester,
+        tester.check_images_[: settings["n_check"]],  # kept in random order by calibrate()
         ALPHA,
         verbose,
         cached=lambda k, compute: results.get_or_run(f"check/{k}", compute),
     )
     log(check.message())
-    report = {
-        "kind": "demo",
-        "title": "diffad demo: brain MRI, SYNTHETIC lesions",
-        **run_context("demo"),
-        "model": model_summary(loc, str(folder / "model")),
-        "alpha": ALPHA,
-        "q": Q,
-        "synthetic_lesions": True,
-        "settings": {**settings, "method": method, "lesions": LESIONS, "seed": seed,
-                     "quick": quick},  # fmt: skip
-        "images": entries,
-        "calibration": {**check.to_dict(), "message": check.message(), "p_values": check_p},
-        "null_p_values": {
-            "conformal, healthy test slices": [
-                e["p_conformal"] for e in entries if not e["has_lesion"]
-            ],
+    report, arrays = build_report(
+        "demo", "diffad demo: brain MRI, SYNTHETIC lesions", loc, str(folder / "model"),
+        data["names"], result, alpha=ALPHA, q=Q, region_results=region_results,
+        check=(check, check_p), synthetic_lesions=True,
+        extra={
+            "settings": {**settings, "method": method, "lesions": LESIONS, "seed": seed,
+                         "quick": quick},
         },
-        "seconds": round(time.perf_counter() - start, 1),
+    )  # fmt: skip
+    for entry, lesion in zip(report["images"], data["has_lesion"], strict=True):
+        entry["has_lesion"] = bool(lesion)
+    n_sel = sum(bool(e["bh_selected"]) for e in report["images"])
+    log(f"conformal p-values + Benjamini-Hochberg at q = {Q}: {n_sel} images selected")
+    report["null_p_values"] = {
+        "conformal, healthy test slices": [
+            e["p_conformal"] for e in report["images"] if not e["has_lesion"]
+        ],
     }
-    arrays = {
-        "images": images,
-        "reconstructions": rec,
-        "maps": maps,
-        "masks": loc.masks_from_maps(maps),
-        "regions": regions,
-        "truth": data["truth"],
-    }
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    arrays["truth"] = data["truth"]
     return finish_report(save_run(out, report, arrays))

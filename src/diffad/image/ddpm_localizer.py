@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
+from diffad.image.batch import map_in_blocks
 from diffad.image.localizer_base import NOISE_RULE, ImageLocalizer
 from diffad.image.region_maps import ReconstructionRegionMap
 
@@ -267,20 +267,16 @@ class DDPMLocalizer(ImageLocalizer):
     def _reconstruct_once(
         self, data: np.ndarray, chain: ReconstructionChain, noises: list[torch.Tensor]
     ) -> np.ndarray:
-        """One reconstruction of every image with the same noise draws (each (1, C, H, W))."""
+        """One reconstruction of every image with the same noise draws (each (1, C, H, W)),
+        in blocks of ``batch_size`` (:func:`~diffad.image.batch.map_in_blocks`)."""
         model = self.model_.eval()
         device = next(model.parameters()).device
         noises = [n.to(device) for n in noises]
-        out = np.empty_like(data)
-        bs = max(1, int(self.batch_size))
-        chunks = range(0, len(data), bs)
-        bar = tqdm(chunks, desc="reconstruct", disable=not self.verbose or len(chunks) < 2)
-        with torch.no_grad():
-            for lo in bar:
-                x = torch.from_numpy(data[lo : lo + bs]).to(device)
-                batch_noises = [n.expand(len(x), -1, -1, -1) for n in noises]
-                out[lo : lo + bs] = chain.run(model, x, batch_noises).cpu().numpy()
-        return out
+        (rec,) = map_in_blocks(
+            lambda x: chain.run(model, x, noises), data, self.batch_size, device,
+            "reconstruct", self.verbose,
+        )  # fmt: skip
+        return rec
 
     def reconstruct(self, images: Any) -> np.ndarray:
         """Partial-noise DDIM reconstruction D(X) (the mean of ``n_samples``).

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from diffad.diffusion.chain import ReconstructionChain
 from diffad.diffusion.cold import (
@@ -36,6 +35,7 @@ from diffad.diffusion.cold import (
 )
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image import IMAGE_SCORES, INFERENCE_MODES
+from diffad.image.batch import map_in_blocks
 from diffad.image.localizer_base import ImageLocalizer
 from diffad.image.region_maps import (
     RestorationRegionMap,
@@ -278,25 +278,20 @@ class DisyreLocalizer(ImageLocalizer):
 
     # ------------------------------------------------------------------ inference
     def _restorations(self, data: np.ndarray) -> list[np.ndarray]:
-        """R_k(X) for prepared images (N, C, H, W), one float32 array per chain."""
+        """R_k(X) for prepared images (N, C, H, W), one float32 array per chain, in blocks of
+        ``batch_size`` (:func:`~diffad.image.batch.map_in_blocks`)."""
         model = self.model_.eval()
         device = next(model.parameters()).device
         chains = self.chains()
         patch = self._patch(data.shape[2:])
-        outs = [np.empty_like(data) for _ in chains]
-        bs = max(1, int(self.batch_size))
-        starts = range(0, len(data), bs)
-        bar = tqdm(starts, desc="restore", disable=not self.verbose or len(starts) < 2)
-        with torch.no_grad():
-            for lo in bar:
-                x = torch.from_numpy(data[lo : lo + bs]).to(device)
-                for out, chain in zip(outs, chains, strict=True):
-                    if patch is None:
-                        zeros = [torch.zeros_like(x)] * chain.n_noises  # no noise in chains
-                        out[lo : lo + bs] = chain.run(model, x, zeros).cpu().numpy()
-                    else:
-                        out[lo : lo + bs] = self._sliding(model, chain, x, patch).cpu().numpy()
-        return outs
+
+        def restore(x: torch.Tensor) -> list[torch.Tensor]:
+            if patch is not None:
+                return [self._sliding(model, chain, x, patch) for chain in chains]
+            zeros = [torch.zeros_like(x)]  # no noise in these chains
+            return [chain.run(model, x, zeros * chain.n_noises) for chain in chains]
+
+        return map_in_blocks(restore, data, self.batch_size, device, "restore", self.verbose)
 
     @staticmethod
     def _sliding(

@@ -195,7 +195,7 @@ class ImageLocalizer(BaseEstimator):
         """
         self._check_fitted()
         if getattr(self, "preprocessing_", None) is not None:
-            return self.preprocessing_.transform(images)
+            return np.ascontiguousarray(self.preprocessing_.transform(images))
         data, _ = as_image_batch(images)
         c, h, w = self.image_shape_
         if data.shape[1] != c:
@@ -205,7 +205,7 @@ class ImageLocalizer(BaseEstimator):
                 f"images are {data.shape[2]}x{data.shape[3]} pixels but the model was trained "
                 f"on {h}x{w}"
             )
-        return data
+        return np.ascontiguousarray(data)
 
     # ------------------------------------------------------------------ detector face
     def _analyse(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,9 @@ class LocalizationResult:
                 continue
             if len(value) != n:
                 raise ValueError(f"{f.name} has {len(value)} entries for {n} images")
-            value.setflags(write=False)
+            own = np.array(value)  # a copy: never freeze or alias the caller's array
+            own.setflags(write=False)
+            object.__setattr__(self, f.name, own)
 
     def __len__(self) -> int:
         return len(self.image)

@@ -1,4 +1,9 @@
-"""The per-image entries and context of a run's ``report.json`` (see :mod:`run_folder`)."""
+"""The one builder of a run's ``report.json`` and ``arrays.npz`` (layout: :mod:`run_folder`).
+
+``diffad localize``, ``diffad test`` and ``diffad demo`` all call :func:`build_report` with the
+:class:`~diffad.image.result.LocalizationResult` of their images (and, for a region test, its
+results), so every report shows the maps that were scored and tested.
+"""
 
 from __future__ import annotations
 
@@ -32,32 +37,113 @@ def model_summary(loc: Any, path: str) -> dict[str, Any]:
     }
 
 
-def image_entries(
+def build_report(
+    kind: str,
+    title: str,
     loc: Any,
+    model_path: str,
     names: list[str],
-    scores: np.ndarray,
-    masks: np.ndarray | None,
-    q: float | None,
-    comparable: bool = True,
+    result: Any,
+    *,
+    alpha: float,
+    q: float | None = None,
+    region_results: list[Any] | None = None,
+    exact: bool = True,
+    check: tuple[Any, list] | None = None,
+    synthetic_lesions: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``report.json`` and ``arrays.npz`` contents of a run.
+
+    Parameters
+    ----------
+    kind : {"localize", "test", "demo"}
+        The command.
+    title : str
+        Heading of the report.
+    loc : ImageLocalizer
+        The model (its calibration scores give the conformal p-values).
+    model_path : str
+        Where the model was loaded from.
+    names : list of str
+        Image names.
+    result : LocalizationResult
+        Maps, scores, masks and flags of the images. Conformal p-values and flags are
+        given only when it carries flags (a calibrated model, maps as calibrated).
+    alpha : float
+        Level of every decision in the report.
+    q : float, optional
+        Benjamini-Hochberg level across these images (None: no selection).
+    region_results : list, optional
+        One region-test result per image (a ``SelectiveTestResult`` or the error message).
+    exact : bool
+        Whether the region p-values are exact (False for termination ``"decision"``: only the
+        bracket and the decision are written).
+    check : (CalibrationCheck, list), optional
+        The healthy calibration check and its p-values.
+    synthetic_lesions : bool
+        Whether lesions were made by diffad (the demo).
+    extra : dict, optional
+        More top-level keys (e.g. the demo's settings).
+
+    Returns
+    -------
+    report, arrays : dict, dict
+    """
+    entries = image_entries(loc, names, result, q)
+    arrays = {
+        "images": result.image,
+        "reconstructions": result.reconstruction,
+        "maps": result.anomaly_map,
+    }
+    if result.pred_mask is not None:
+        arrays["masks"] = result.pred_mask
+    if region_results is not None:
+        add_region_results(entries, region_results, alpha, exact)
+        shape = result.image.shape[1:]
+        arrays["regions"] = np.stack(
+            [
+                np.zeros(shape[1:], bool) if isinstance(r, str) else r.region.reshape(shape).any(0)
+                for r in region_results
+            ]
+        )
+    calibration = None
+    if check is not None:
+        found, p_values = check
+        calibration = {**found.to_dict(), "message": found.message(), "p_values": p_values}
+    report = {
+        "kind": kind,
+        "title": title,
+        **run_context(kind),
+        "model": model_summary(loc, model_path),
+        "alpha": alpha,
+        "q": q if result.calibrated else None,
+        "synthetic_lesions": synthetic_lesions,
+        "images": entries,
+        "calibration": calibration,
+        # The check stops at its decisions, so its p-values are not exact: no QQ plot of them.
+        "null_p_values": {},
+        **(extra or {}),
+    }
+    return report, arrays
+
+
+def image_entries(
+    loc: Any, names: list[str], result: Any, q: float | None
 ) -> list[dict[str, Any]]:
     """Per-image report entries: score, flag, conformal p-value, BH selection, mask size.
 
     Parameters
     ----------
     loc : ImageLocalizer
-        The model; when calibrated, its healthy calibration scores give the conformal
-        p-values and its threshold the flags.
+        The model; its healthy calibration scores give the conformal p-values.
     names : list of str
         Image names.
-    scores : numpy.ndarray
-        Image scores (N,).
-    masks : numpy.ndarray or None
-        Pixel masks (N, H, W).
+    result : LocalizationResult
+        Scores, masks and flags; without flags (an uncalibrated model, or maps changed after
+        the model computed them) no p-value or flag is given.
     q : float or None
         Benjamini-Hochberg level across these images (None: no selection).
-    comparable : bool
-        Whether the scores were computed as the calibration scores were (same map, one
-        reconstruction, no post-processing); if not, no p-value or flag is given.
 
     Returns
     -------
@@ -67,7 +153,8 @@ def image_entries(
     from diffad.conformal.fdr import benjamini_hochberg
     from diffad.conformal.p_values import conformal_p_values
 
-    calibrated = hasattr(loc, "threshold_") and comparable
+    scores, masks, labels = result.pred_score, result.pred_mask, result.pred_label
+    calibrated = result.calibrated
     p = conformal_p_values(loc.calibration_scores_, scores) if calibrated else None
     selected = benjamini_hochberg(p, q) if calibrated and q is not None else None
     entries = []
@@ -78,7 +165,7 @@ def image_entries(
                 "name": name,
                 "has_lesion": None,
                 "image_score": float(scores[i]),
-                "flagged": bool(scores[i] > loc.threshold_) if calibrated else None,
+                "flagged": bool(labels[i]) if calibrated else None,
                 "p_conformal": float(p[i]) if calibrated else None,
                 "bh_selected": bool(selected[i]) if selected is not None else None,
                 "mask_pixels": int(masks[i].sum()) if masks is not None else None,
