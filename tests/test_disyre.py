@@ -105,7 +105,9 @@ def test_single_severity_and_sampler_options(fitted):
 
 def test_interface_shared_with_ddpm(fitted, tmp_path):
     fitted.calibrate(_images(8, 7))
-    assert fitted.lam_ > 0 and fitted.threshold_ > 0 and len(fitted.check_images_) == 4
+    assert fitted.threshold_ > 0 and len(fitted.calibration_scores_) == 8
+    region_test = SelectiveTest(fitted, device="cpu").calibrate(_images(8, 7))
+    assert region_test.lam_ > 0 and len(region_test.check_images_) == 4
     path = fitted.save(tmp_path / "m")
     assert json.loads((path / "config.json").read_text())["class"] == "DisyreLocalizer"
     loaded = load_localizer(path, device="cpu")
@@ -119,13 +121,18 @@ def test_interface_shared_with_ddpm(fitted, tmp_path):
 
 
 def test_selective_test_runs_on_the_calibrated_defaults(fitted):
-    fitted.calibrate(_images(8, 7))
+    from diffad.image.region_maps import mean_abs_error, restoration_map
+
+    region_test = SelectiveTest(fitted, device="cpu").calibrate(_images(8, 7))
     bad = _images(1, 9)[0]
     bad[0, 6:10, 6:10] = 1.0
-    region_map = fitted._analyse(bad[None], 0, 1, 3)[2]
+    errors = mean_abs_error(bad[None], fitted.restore(bad[None]))
+    region_map = restoration_map(errors, fitted.foreground_, 3)
     lam = float(np.quantile(region_map, 0.95))  # the 13 largest of 256 pixels
-    res = SelectiveTest(fitted, lam=lam, device="cpu").test(bad)
+    region_test.lam = lam
+    res = region_test.test(bad)
     assert res.region_size > 0 and res.region.shape == bad.shape
+    np.testing.assert_array_equal(res.region, region_map[0] > lam)  # the map's own region
     assert 0 <= res.p_value <= 1 and res.n_pieces >= 1
 
 

@@ -15,7 +15,9 @@ from scipy.ndimage import uniform_filter
 
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.disyre_localizer import DisyreLocalizer
+from diffad.image.region_maps import mean_abs_error, restoration_map
 from diffad.selective.dal import SelectiveTest
+from diffad.selective.region_tracer import region_tracer
 from diffad.selective.truncnorm import truncated_p_value
 
 D = 8
@@ -83,7 +85,7 @@ def _direct_map_unfiltered(loc, imgs, fg) -> np.ndarray:
 
 
 def test_traced_pieces_equal_direct_float64_forward(loc, pair):
-    tracer = loc.region_tracer((1, D, D), seed=0, filter_size=3, device="cpu")
+    tracer = region_tracer(loc.region_map_definition(), (1, D, D), 3, "cpu")
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(D * D), rng.standard_normal(D * D)
     z = np.array([-1.0, 0.0, 0.7])
@@ -100,10 +102,12 @@ def test_traced_pieces_equal_direct_float64_forward(loc, pair):
 
 
 def test_selection_map_matches_direct_and_the_localizer(loc, pair):
-    tracer = loc.region_tracer((1, D, D), seed=0, filter_size=3, device="cpu")
+    tracer = region_tracer(loc.region_map_definition(), (1, D, D), 3, "cpu")
     x = torch.from_numpy(pair[0][None, None])
     np.testing.assert_allclose(tracer.selection_map(x.numpy()), _direct_map(loc, x), atol=1e-12)
-    _, maps, region = loc._analyse(x.numpy().astype(np.float32), 0, 1, 3)
+    x32 = x.numpy().astype(np.float32)
+    _, maps = loc._analyse(x32)
+    region = restoration_map(mean_abs_error(x32, loc.restore(x32)), loc.foreground_, 3)
     np.testing.assert_allclose(region.reshape(1, -1), _direct_map(loc, x), atol=1e-5)
     # The localiser's own maps use each image's foreground, unfiltered.
     fg = pair[0] > FG
@@ -146,13 +150,6 @@ def test_oc_interval_contains_the_observation_inside_the_truncation_set(loc, pai
     assert lo < oc.z < hi
     # The OC interval lies inside one interval of the full truncation set.
     assert any(a <= lo + 1e-9 and hi <= b + 1e-9 for a, b in full.intervals)
-
-
-def test_disyre_tracer_rejects_ddpm_overrides(pair):
-    loc = _localizer()
-    st = SelectiveTest(loc, 0.05, lam=0.1, t_start=100, device="cpu")
-    with pytest.raises(ValueError, match="do not apply to a DISYRE model"):
-        st.test(*pair)
 
 
 @pytest.mark.slow

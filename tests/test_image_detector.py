@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 from sklearn.covariance import LedoitWolf
+from sklearn.exceptions import NotFittedError
 
 from diffad import ConformalDetector, DDPMLocalizer, SelectiveTest
 from diffad.image.preprocessing import ImagePreprocessing
@@ -33,6 +34,14 @@ def calibrated(seed):
         random_state=seed, verbose=False, device="cpu",
     ).fit(_healthy(24, seed))  # fmt: skip
     return loc.calibrate(_healthy(12, seed + 1))
+
+
+@pytest.fixture(scope="module")
+def region_test(calibrated, seed):
+    """The region test of ``calibrated``, calibrated on the same healthy images."""
+    return SelectiveTest(calibrated, device="cpu", termination="decision").calibrate(
+        _healthy(12, seed + 1), lam_percentile=90.0
+    )
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -100,23 +109,50 @@ def test_scores_thresholds_and_masks(calibrated, seed):
         calibrated.predict_masks(x, level=90)
 
 
-def test_calibration_survives_save_and_load(calibrated, tmp_path):
+def test_calibration_survives_save_and_load(calibrated, region_test, tmp_path):
     calibrated.save(tmp_path / "m")
     loaded = DDPMLocalizer.load(tmp_path / "m", device="cpu")
-    for name in ("threshold_", "lam_", "reference_var_factor_", "noise_kind_"):
-        assert getattr(loaded, name) == getattr(calibrated, name)
-    np.testing.assert_array_equal(loaded.reference_, calibrated.reference_)
-    np.testing.assert_array_equal(loaded.noise_var_, calibrated.noise_var_)
-    np.testing.assert_array_equal(loaded.check_images_, calibrated.check_images_)
+    assert loaded.threshold_ == calibrated.threshold_
+    assert loaded.pixel_thresholds_ == calibrated.pixel_thresholds_
+    np.testing.assert_array_equal(loaded.calibration_scores_, calibrated.calibration_scores_)
     x = _healthy(3, 99)
     np.testing.assert_array_equal(loaded.decision_function(x), calibrated.decision_function(x))
+    region_test.save(tmp_path / "m" / "region_test")
+    test = SelectiveTest.load(tmp_path / "m" / "region_test", loaded, device="cpu")
+    for name in ("lam_", "reference_var_factor_", "noise_kind_", "filter_size"):
+        assert getattr(test, name) == getattr(region_test, name)
+    for name in ("reference_", "noise_var_", "check_images_"):
+        np.testing.assert_array_equal(getattr(test, name), getattr(region_test, name))
+
+
+def test_checkpoints_of_the_per_position_noise_rule_load_with_a_note(calibrated, tmp_path):
+    import json
+
+    calibrated.save(tmp_path / "old")
+    config_file = tmp_path / "old" / "config.json"
+    payload = json.loads(config_file.read_text())
+    del payload["config"]["noise_rule"], payload["config"]["params"]["seed"]
+    del payload["config"]["params"]["n_samples"]
+    config_file.write_text(json.dumps(payload))
+    with pytest.warns(UserWarning, match="seed \\+ i.*calibrate"):
+        old = DDPMLocalizer.load(tmp_path / "old", device="cpu")
+    assert old.seed == 0 and not hasattr(old, "threshold_")  # its calibration is not reused
+    x = _healthy(2, 5)
+    np.testing.assert_array_equal(old.anomaly_map(x), calibrated.anomaly_map(x))
 
 
 def test_conformal_detector_wraps_a_fitted_localizer(calibrated, seed):
     conf = ConformalDetector(calibrated, prefit=True).fit(_healthy(19, seed + 4))
-    p = conf.p_values(_healthy(4, seed + 5))
+    test = _healthy(4, seed + 5)
+    p = conf.p_values(test)
     assert p.shape == (4,) and np.all((p >= 1 / 20) & (p <= 1))
     assert conf.detector_ is calibrated
+    # A test image that is also a calibration image scores exactly as it did there, whatever
+    # its position: calibration and test scores come from one function of the image.
+    mixed = np.concatenate([test, _healthy(19, seed + 4)[:1]])
+    assert conf.p_values(mixed)[-1] == pytest.approx(
+        (1 + np.sum(conf.calibration_scores_ >= conf.calibration_scores_[0])) / 20
+    )
 
 
 def test_conformal_detector_trains_a_clone_of_an_unfitted_localizer(seed):
@@ -175,19 +211,43 @@ def test_healthy_rejection_rate_band_matches_scipy():
     assert empty.n_healthy == 0 and empty.adequate and "nothing to check" in empty.message()
 
 
-def test_selective_test_takes_its_defaults_from_the_calibration(calibrated, seed):
-    st = SelectiveTest(calibrated, device="cpu", termination="decision")
+def test_selective_test_takes_its_defaults_from_the_calibration(calibrated, region_test, seed):
     x = _healthy(1, seed + 6)[0]
-    res = st.test(x)  # reference, noise_var and lam from the localizer
+    x[0, 2:5, 2:5] += 0.4  # a bright patch: a region is selected
+    res = region_test.test(x)  # reference, noise_var and lam from calibrate()
     explicit = SelectiveTest(
-        calibrated, calibrated.noise_var_, lam=calibrated.lam_, device="cpu",
-        termination="decision", reference_var_factor=calibrated.reference_var_factor_,
-    ).test(x, calibrated.reference_)  # fmt: skip
-    assert res.region_size == explicit.region_size
-    if res.selected:
-        assert res.z == pytest.approx(explicit.z) and res.p_value == pytest.approx(explicit.p_value)
+        calibrated, region_test.noise_var_, lam=region_test.lam_, device="cpu",
+        termination="decision", reference_var_factor=region_test.reference_var_factor_,
+    ).test(x, region_test.reference_)  # fmt: skip
+    assert res.selected and res.region_size == explicit.region_size
+    assert res.z == pytest.approx(explicit.z) and res.p_value == pytest.approx(explicit.p_value)
+    # The tested region is the one the map the model shows flags: same model, same noise.
+    shown = calibrated.localize(x[None]).reconstruction[0]
+    from diffad.image.region_maps import reconstruction_map
+
+    selected = reconstruction_map(x[None], shown[None], 3)[0] > region_test.lam_
+    assert np.mean(selected == res.region) > 0.98  # float32 map vs float64 trace at λ
     uncalibrated = DDPMLocalizer(unet=TINY, train_steps=2, verbose=False).fit(_healthy(4, 0))
-    with pytest.raises(ValueError, match="lam is needed"):
+    with pytest.raises(NotFittedError, match="lam is needed"):
         SelectiveTest(uncalibrated, 1.0).test(x, x)
-    with pytest.raises(ValueError, match="reference is needed"):
+    with pytest.raises(NotFittedError, match="reference is needed"):
         SelectiveTest(uncalibrated, 1.0, lam=0.1).test(x)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        SelectiveTest(DDPMLocalizer(), 1.0, lam=0.1).test(x, x)
+
+
+def test_selective_test_applies_the_stored_preprocessing(seed):
+    """Raw pixels in [0, 255] are scaled as the localiser scales them before testing."""
+    raw = _healthy(16, seed) * 255
+    loc = DDPMLocalizer(
+        unet=TINY, train_steps=5, batch_size=8, t_start=100, ddim_steps=2, verbose=False,
+        device="cpu", preprocessing={"intensity": "range"},
+    ).fit(list(raw[:, 0]))  # fmt: skip
+    st = SelectiveTest(loc, 0.01, lam=0.05, device="cpu", termination="decision")
+    img = raw[0, 0].copy()
+    img[2:5, 2:5] = 255
+    via_raw = st.test(img, raw[1, 0])
+    prepared = loc.prepare([img, raw[1, 0]])
+    via_prepared = st.test_prepared(prepared[0], prepared[1])
+    assert via_raw.selected and via_raw.z == pytest.approx(via_prepared.z)
+    np.testing.assert_array_equal(via_raw.region, via_prepared.region)

@@ -1,5 +1,8 @@
 """DDPMLocalizer: training, seeded reconstruction, maps, persistence and input errors."""
 
+import copy
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -68,50 +71,78 @@ def test_augmentation_runs_and_changes_training():
     assert not np.array_equal(plain.loss_history_, aug.loss_history_)
 
 
+def _with(fitted, **params):
+    """A copy of the fitted model with other inference parameters."""
+    return copy.deepcopy(fitted).set_params(**params)
+
+
 def test_reconstruct_matches_shared_engine_and_is_seeded(fitted):
     x = _images(3, seed=5)
-    rec = fitted.reconstruct(x, seed=7)
+    seven = _with(fitted, seed=7)
+    rec = seven.reconstruct(x)
     assert rec.shape == x.shape and rec.dtype == np.float32
-    np.testing.assert_array_equal(rec, fitted.reconstruct(x, seed=7))
-    assert not np.allclose(rec, fitted.reconstruct(x, seed=8))
-    # Image i uses seed + i: replay image 1 by hand with the shared reconstruction engine.
+    np.testing.assert_array_equal(rec, seven.reconstruct(x))
+    assert not np.allclose(rec, _with(fitted, seed=8).reconstruct(x))
+    # Every image uses the draws of ``seed``: replay image 1 by hand with the shared engine.
     steps = ddim_timesteps(200, 3)
     xi = torch.from_numpy(x[1:2, None])
-    noise = draw_reconstruction_noise(xi.shape, steps, 8)
+    noise = draw_reconstruction_noise(xi.shape, steps, 7)
     with torch.no_grad():
         ref = reconstruct(fitted.model_, fitted.noise_schedule_, xi, steps, noise).numpy()[:, 0]
     np.testing.assert_allclose(rec[1:2], ref, rtol=0, atol=1e-6)
 
 
-def test_maps_do_not_depend_on_batch_size(fitted):
-    x = _images(5, seed=3)
-    a = fitted.anomaly_map(x, score="l1")
-    fitted.set_params(batch_size=2)
-    try:
-        b = fitted.anomaly_map(x, score="l1")
-    finally:
-        fitted.set_params(batch_size=6)
-    np.testing.assert_allclose(a, b, atol=1e-6)
+@pytest.mark.parametrize("batch_size", [1, 2, 6])
+def test_scores_are_a_function_of_the_image_alone(fitted, batch_size):
+    """Reordering or splitting the images changes no map bit; the ``batch_size`` setting
+    (how many images the network runs at once) only the float32 rounding."""
+    x = _images(20, seed=3)
+    model = _with(fitted, batch_size=batch_size)
+    maps = model.anomaly_map(x)
+    np.testing.assert_allclose(maps, fitted.anomaly_map(x), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.anomaly_map(x[::-1])[::-1], maps)
+    one_by_one = np.concatenate([model.anomaly_map(x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(one_by_one, maps)
+    np.testing.assert_array_equal(model.anomaly_map(x[5:12]), maps[5:12])
+
+
+def test_localize_returns_one_frozen_result(fitted):
+    x = _images(4, seed=2)
+    res = fitted.localize(x)
+    assert len(res) == 4 and not res.calibrated
+    assert res.image.shape == (4, 1, 8, 8) and res.reconstruction.shape == (4, 1, 8, 8)
+    assert res.anomaly_map.shape == (4, 8, 8) and res.pred_score.shape == (4,)
+    assert res.pred_mask is None and res.pred_label is None
+    np.testing.assert_array_equal(res.anomaly_map, fitted.anomaly_map(x))
+    l1 = _with(fitted, score="l1").localize(x)  # the L1 map is |X - D(X)| of that same D(X)
+    np.testing.assert_allclose(l1.anomaly_map, np.abs(x - l1.reconstruction[:, 0]), atol=1e-7)
+    np.testing.assert_array_equal(res.pred_score, fitted.decision_function(x))
+    with pytest.raises(ValueError, match="read-only"):
+        res.anomaly_map[0, 0, 0] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.pred_score = None
+    assert x.flags.writeable  # the caller's array is not frozen
 
 
 @pytest.mark.parametrize("score", ["l1", "ssim", "ssim-ens", "ssim-ens-mean"])
 def test_anomaly_map_shapes_and_seed(fitted, score):
     x = _images(2, seed=4)
-    m = fitted.anomaly_map(x, score=score, seed=0)
+    m = _with(fitted, score=score).anomaly_map(x)
     assert m.shape == (2, 8, 8) and np.all(np.isfinite(m))
-    np.testing.assert_array_equal(m, fitted.anomaly_map(x, score=score, seed=0))
-    assert not np.allclose(m, fitted.anomaly_map(x, score=score, seed=1))
+    np.testing.assert_array_equal(m, _with(fitted, score=score).anomaly_map(x))
+    assert not np.allclose(m, _with(fitted, score=score, seed=1).anomaly_map(x))
 
 
-def test_anomaly_map_overrides_and_bad_score(fitted):
+def test_map_parameters_and_bad_score(fitted):
     x = _images(2, seed=4)
-    a = fitted.anomaly_map(x, score="l1", t_start=100, ddim_steps=2)
-    b = fitted.anomaly_map(x, score="l1")
+    a = _with(fitted, score="l1", t_start=100, ddim_steps=2).anomaly_map(x)
+    b = _with(fitted, score="l1").anomaly_map(x)
     assert not np.allclose(a, b)
     with pytest.raises(ValueError, match="unknown score"):
-        fitted.anomaly_map(x, score="psnr")
+        _with(fitted, score="psnr").anomaly_map(x)
     with pytest.raises(ValueError, match="t_start"):
-        fitted.anomaly_map(x, t_start=5000)
+        _with(fitted, t_start=5000).anomaly_map(x)
+    assert "seed" in fitted.get_params() and "n_samples" in fitted.get_params()
 
 
 def test_save_load_roundtrip(fitted, tmp_path):
@@ -189,13 +220,15 @@ def test_n_samples_averages_seeded_reconstructions(fitted):
     from diffad.image.ddpm_localizer import SAMPLE_SEED_STRIDE
 
     x = _images(2, seed=6)
-    mean2 = fitted.reconstruct(x, seed=3, n_samples=2)
+    mean2 = _with(fitted, seed=3, n_samples=2).reconstruct(x)
     ref = (
-        fitted.reconstruct(x, seed=3).astype(np.float64)
-        + fitted.reconstruct(x, seed=3 + SAMPLE_SEED_STRIDE)
+        _with(fitted, seed=3).reconstruct(x).astype(np.float64)
+        + _with(fitted, seed=3 + SAMPLE_SEED_STRIDE).reconstruct(x)
     ) / 2
     np.testing.assert_allclose(mean2, ref, atol=1e-6)
-    m = fitted.anomaly_map(x, score="l1", seed=3, n_samples=2)
+    m = _with(fitted, score="l1", seed=3, n_samples=2).anomaly_map(x)
     np.testing.assert_allclose(m, np.abs(x - mean2), atol=1e-6)
     with pytest.raises(ValueError, match="n_samples"):
-        fitted.reconstruct(x, n_samples=0)
+        _with(fitted, n_samples=0).reconstruct(x)
+    with pytest.raises(ValueError, match="one reconstruction"):
+        _with(fitted, n_samples=2).region_map_definition()

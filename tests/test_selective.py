@@ -14,8 +14,8 @@ from diffad.diffusion.chain import ddim_timesteps, draw_reconstruction_noise, re
 from diffad.diffusion.schedules import NoiseSchedule
 from diffad.diffusion.unet import UNet, UNetConfig
 from diffad.image.ddpm_localizer import DDPMLocalizer
-from diffad.selective.intervals import merge_intervals
 from diffad.selective.dal import NO_REGION, SelectiveTest
+from diffad.selective.intervals import merge_intervals
 from diffad.selective.truncnorm import truncated_p_value
 
 D = 8
