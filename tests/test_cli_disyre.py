@@ -61,7 +61,7 @@ def test_localize_test_and_report_take_a_disyre_model(model, folder, tmp_path, c
     capsys.readouterr()
     # A setting that fails every image fails once, before the batch (no healthy check either).
     assert main(argv + ["--quiet", "--t-start", "100", "--check", "0"]) == 2
-    assert "do not apply to a DISYRE model" in capsys.readouterr().err
+    assert "--t-start do not apply to a DisyreLocalizer" in capsys.readouterr().err
 
 
 def test_options_of_the_other_method_are_errors(folder, tmp_path, capsys):

@@ -9,6 +9,7 @@ import pytest
 
 from diffad.cli import main
 from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -27,8 +28,10 @@ def files(tmp_path_factory):
         score="l1",
     ).fit(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))
     loc.save(root / "bare")
-    loc.calibrate(rng.standard_normal((8, 1, 8, 8)).astype(np.float32))
+    healthy = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+    loc.calibrate(healthy)
     loc.save(root / "model")
+    SelectiveTest(loc).calibrate(healthy).save(root / "model" / REGION_TEST_FOLDER)
     x = rng.standard_normal((8, 8))
     x[2:5, 2:5] += 4.0
     np.save(root / "x.npy", x)
@@ -56,9 +59,9 @@ def test_defaults_from_the_calibrated_model_and_run_folder(files, capsys):
     doc = json.loads((out / "report.json").read_text())
     (entry,) = doc["images"]
     assert entry["name"] == "x.npy" and doc["kind"] == "test"
-    if entry["region_pixels"]:
-        assert 0 <= entry["p_selective"] <= 1 and 0 <= entry["p_naive"] <= 1
-        assert entry["rejected"] == (entry["p_selective_bounds"][1] < 0.05)
+    assert entry["region_pixels"] > 0  # the bright patch is flagged
+    assert 0 <= entry["p_selective"] <= 1 and 0 <= entry["p_naive"] <= 1
+    assert entry["rejected"] == (entry["p_selective_bounds"][1] < 0.05)
     cal = doc["calibration"]
     assert cal["n_images"] == 4 and 0 <= cal["band"][0] <= cal["band"][1] <= 1
     arrays = np.load(out / "arrays.npz")
@@ -71,9 +74,7 @@ def test_decision_prints_a_bracket_not_a_p_value(files, capsys):
     assert main(argv + ["--lam", "0.3", "--check", "0"]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     assert "selective p" not in line
-    assert "no region selected" in line or (
-        "p in [" in line and ("reject" in line or "no evidence" in line)
-    )
+    assert "p in [" in line and ("reject" in line or "no evidence" in line)
 
 
 def test_stack_with_reference_folder_and_noise_file(files, capsys):

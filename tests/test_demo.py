@@ -60,15 +60,16 @@ def test_quick_brain_demo_writes_the_report(brain_demo, capsys):
     assert len(images) == 6 and all(IMAGE_KEYS <= set(e) for e in images)
     assert sum(e["has_lesion"] for e in images) == 3
     assert all("SYNTHETIC" in e["name"] for e in images if e["has_lesion"])
+    assert all(0 < e["p_conformal"] <= 1 and isinstance(e["bh_selected"], bool) for e in images)
+    tested = [e for e in images if e["region_pixels"]]
+    assert len(tested) >= 3  # at the fixed seed, regions are flagged in at least half
+    for e in tested:
+        assert 0 <= e["p_selective"] <= 1 and 0 <= e["p_naive"] <= 1
+        lo, hi = e["p_selective_bounds"]
+        assert lo <= e["p_selective"] <= hi and hi - lo <= 0.01 + 1e-12
+        assert e["rejected"] == (hi < report["alpha"])
     for e in images:
-        assert 0 < e["p_conformal"] <= 1 and isinstance(e["bh_selected"], bool)
-        if e["region_pixels"]:
-            assert 0 <= e["p_selective"] <= 1 and 0 <= e["p_naive"] <= 1
-            lo, hi = e["p_selective_bounds"]
-            assert lo <= e["p_selective"] <= hi and hi - lo <= 0.01 + 1e-12
-            assert e["rejected"] == (hi < report["alpha"])
-        else:
-            assert e["p_selective"] is None and e["rejected"] is False
+        assert e in tested or (e["p_selective"] is None and e["rejected"] is False)
     cal = report["calibration"]
     assert {"alpha", "n_healthy", "healthy_rejection_rate"} <= set(cal)
     assert cal["n_images"] == 6 and 0 <= cal["healthy_rejection_rate"] <= 1

@@ -57,7 +57,8 @@ def read_images(args: argparse.Namespace, spec: str, size: int | None) -> Any:
     from diffad.data.raw_images import load_raw_images
 
     return load_raw_images(
-        spec, size, npy_3d=args.npy_3d, axis=args.axis, limit=args.limit, seed=args.seed
+        spec, size, npy_3d=args.npy_3d, axis=args.axis, limit=args.limit,
+        seed=getattr(args, "seed", None) or 0,
     )
 
 
