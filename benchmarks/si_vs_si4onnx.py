@@ -217,7 +217,7 @@ def main() -> int:
         "--si4onnx-threshold-float64",
         action="store_true",
         help="give si4onnx the exact float64 λ (it otherwise rounds λ to float32, which "
-        "moves the truncation-set ends by ~1e-7; see si4onnx_threshold_check.py)",
+        "moves the truncation-set ends by ~1e-7; see docs/benchmarks/dal_test_validity.md)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both engines")
     parser.add_argument("--venv", default=None, help="si4onnx venv (default ~/.cache/diffad/…)")
