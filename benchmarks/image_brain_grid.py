@@ -26,9 +26,9 @@ from diffad.bench.image_brain import (
     load_brain_split,
     report_maps,
 )
-from diffad.bench.machine import machine_info
 from diffad.image.ddpm_localizer import SAMPLE_SEED_STRIDE, DDPMLocalizer
 from diffad.image.scores import anomaly_score
+from diffad.provenance import machine_info
 
 
 def main(argv: list[str] | None = None) -> int:

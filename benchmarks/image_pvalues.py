@@ -39,16 +39,15 @@ import torch
 from scipy.stats import binomtest
 
 from diffad.bench.image_brain import load_brain_split
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
 from diffad.conformal.fdr import benjamini_hochberg
 from diffad.conformal.p_values import conformal_p_values
 from diffad.data.synthetic import lesion_dataset
 from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
 from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.provenance import machine_info, write_json
 from diffad.selective.comparators import bonferroni_p_value
-from diffad.selective.noise import healthy_rejection_rate
 from diffad.selective.dal import SelectiveTest
+from diffad.selective.noise import healthy_rejection_rate
 
 ALPHA = 0.05
 

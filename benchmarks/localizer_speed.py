@@ -24,10 +24,9 @@ import torch
 
 from diffad.bench.image_brain import BAND, PRESETS
 from diffad.bench.image_brain_disyre import DISYRE_PRESETS
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.disyre_localizer import DisyreLocalizer
+from diffad.provenance import machine_info, write_json
 
 
 def _models(size: int, steps: int) -> dict:

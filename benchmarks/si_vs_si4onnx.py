@@ -61,8 +61,7 @@ import si_models  # noqa: E402
 from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
 from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 SI4ONNX_MODES = {

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from diffad.bench.image_brain_disyre import DISYRE_METHODS, run_disyre
-from diffad.bench.machine import machine_info
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.postprocess import postprocess
 from diffad.image.scores import anomaly_score
+from diffad.provenance import machine_info
 
 BAND = (0.25, 0.8)
 DDPM_METHODS = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
