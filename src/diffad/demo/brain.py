@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from diffad.bench.image_brain import BAND  # the brain benchmark's band of axial slices
+#: The band of each brain's inferior→superior extent whose axial slices are used (the brain
+#: benchmark, ``benchmarks/image_brain.py``, uses the same band).
+BAND = (0.25, 0.8)
 
 #: Settings of the full demo and of ``--quick`` (the smoke test).
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -239,9 +241,9 @@ def run_brain_demo(
     """
     from diffad.report.entries import finish_report, model_summary, run_context
     from diffad.report.run_folder import save_run
+    from diffad.selective.dal import SelectiveTest
     from diffad.selective.noise import healthy_check
     from diffad.selective.result_log import ResultLog
-    from diffad.selective.dal import SelectiveTest
 
     start = time.perf_counter()
     settings = SETTINGS["quick" if quick else "full"]
