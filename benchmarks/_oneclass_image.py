@@ -22,13 +22,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
 from diffad.diffusion.cold import DEFAULT_SEVERITIES
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.image.disyre_localizer import DisyreLocalizer
 from diffad.image.scores import SCORES, anomaly_score
 from diffad.metrics.localization import image_ap, image_auroc, reduce_maps
+from diffad.provenance import machine_info, write_json
 
 REDUCTIONS = {"mean": {}, "max": {}, "top2%": {"k": 0.02}}
 #: The DISYRE variants scored from one trained restorer: name → severity steps.

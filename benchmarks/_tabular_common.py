@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffad.bench.machine import machine_info  # noqa: F401  (re-exported for the scripts)
-from diffad.bench.results import write_json  # noqa: F401  (re-exported for the scripts)
+from diffad.provenance import machine_info, write_json  # noqa: F401  (re-exported for the scripts)
 
 DATA_DIR = Path(os.environ.get("DIFFAD_ADBENCH", "/work/shared/data/adbench/Classical"))
 

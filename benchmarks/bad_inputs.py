@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
 from diffad.cli import main as cli
+from diffad.provenance import machine_info, write_json
 
 
 def make_files(root: Path, method: str = "ddpm") -> dict[str, str]:

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import write_json  # noqa: E402
 
 
 def compare(before: dict, after: dict) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.stats import kstest
 from sklearn.preprocessing import StandardScaler
 
-from diffad.bench.results import write_json
+from diffad.provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from diffad.bench.machine import machine_info
     from diffad.bench.tabular import select_files
     from diffad.data.adbench import dataset_name, load_npz
+    from diffad.provenance import machine_info
 
     torch.set_num_threads(1)
     files = select_files(args.data_dir, args.datasets.split(","))

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
+from diffad.provenance import machine_info, write_json
 
 
 def run(argv: list[str]) -> dict[str, Any]:

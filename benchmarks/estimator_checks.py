@@ -26,8 +26,7 @@ from diffad import (
     DTEInverseGamma,
     DTENonParametric,
 )
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
+from diffad.provenance import machine_info, write_json
 
 SMALL = {"epochs": 2, "max_steps": 4, "batch_size": 16, "verbose": False, "device": "cpu"}
 

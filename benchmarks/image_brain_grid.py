@@ -4,7 +4,7 @@
         --out benchmarks/results/image_brain_grid_32.json
 
 One model (the quick preset's network, trained on steps 0..--max-train-t) on the split of
-``diffad.bench.image_brain``; for each t_start: L1 and SSIM(σ=1.5) with one
+``image_brain.py``; for each t_start: L1 and SSIM(σ=1.5) with one
 reconstruction (K1), the mean of four maps (K4-maps), the map of the mean of four
 reconstructions (K4-recmean), and L1 with a 3×3 mean filter; mean-image baseline for scale.
 Each entry is (pixel AP, best Dice, Dice at the healthy 95th percentile).
@@ -17,18 +17,18 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffad.bench.image_brain import (
-    SPLITS,
-    load_brain_split,
-    report_maps,
-)
-from diffad.bench.machine import machine_info
-from diffad.image.ddpm_localizer import SAMPLE_SEED_STRIDE, DDPMLocalizer
-from diffad.image.scores import anomaly_score
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from image_brain import SPLITS, load_brain_split, report_maps  # noqa: E402
+
+from diffad.image.ddpm_localizer import SAMPLE_SEED_STRIDE, DDPMLocalizer  # noqa: E402
+from diffad.image.scores import anomaly_score  # noqa: E402
+from diffad.provenance import machine_info  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

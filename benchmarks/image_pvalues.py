@@ -32,23 +32,26 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from diffad.bench.image_brain import load_brain_split
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
-from diffad.conformal.fdr import benjamini_hochberg
-from diffad.conformal.p_values import conformal_p_values
-from diffad.data.synthetic import lesion_dataset
-from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
-from diffad.image.ddpm_localizer import DDPMLocalizer
-from diffad.selective.comparators import bonferroni_p_value
-from diffad.selective.noise import healthy_rejection_rate
-from diffad.selective.dal import SelectiveTest
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from image_brain import load_brain_split  # noqa: E402
+
+from diffad.conformal.fdr import benjamini_hochberg  # noqa: E402
+from diffad.conformal.p_values import conformal_p_values  # noqa: E402
+from diffad.data.synthetic import lesion_dataset  # noqa: E402
+from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer  # noqa: E402
+from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
+from diffad.selective.comparators import bonferroni_p_value  # noqa: E402
+from diffad.selective.dal import SelectiveTest  # noqa: E402
+from diffad.selective.noise import healthy_rejection_rate  # noqa: E402
 
 ALPHA = 0.05
 

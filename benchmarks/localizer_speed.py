@@ -1,6 +1,6 @@
 """Training seconds per step and maps per second of the DDPM and DISYRE localisers.
 
-Both use the brain benchmark's presets (``diffad.bench.image_brain``: U-Net 16-32-64 at 32 px,
+Both use the brain benchmark's presets (``image_brain.py``: U-Net 16-32-64 at 32 px,
 16-32-64-128 at 64 px; DDPM maps = SSIM-ens of 4 averaged 5-call reconstructions from
 t_start 150; DISYRE maps = the 4-pass severity ensemble) on MNI152 slices. Speed does not
 depend on what the weights learnt, so each model trains only ``--steps`` steps (the figure is
@@ -18,16 +18,19 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from diffad.bench.image_brain import BAND, PRESETS
-from diffad.bench.image_brain_disyre import DISYRE_PRESETS
-from diffad.bench.machine import machine_info
-from diffad.bench.results import write_json
-from diffad.image.ddpm_localizer import DDPMLocalizer
-from diffad.image.disyre_localizer import DisyreLocalizer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from image_brain import BAND, PRESETS  # noqa: E402
+from image_brain_disyre import DISYRE_PRESETS  # noqa: E402
+
+from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
+from diffad.image.disyre_localizer import DisyreLocalizer  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 
 
 def _models(size: int, steps: int) -> dict:

@@ -25,8 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 
 #: The test files whose tests train a model (or fit a detector) and assert on its quality.
 TRAINING_TESTS = (

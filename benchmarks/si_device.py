@@ -30,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import get_localizer  # noqa: E402
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
 from diffad.device import resolve_device  # noqa: E402
-from diffad.selective.ray_backend import portable  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
+from diffad.selective.ray_backend import portable  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
 

@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from si_models import get_localizer  # noqa: E402
 from si_validity import LAM, ar1_cov, draw_trial  # noqa: E402
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 

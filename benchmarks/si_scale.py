@@ -47,12 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from si_models import cache_dir  # noqa: E402
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
 from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.batch import iter_tests  # noqa: E402
-from diffad.selective.result_log import ResultLog  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
+from diffad.selective.result_log import ResultLog  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
 

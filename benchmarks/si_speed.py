@@ -29,8 +29,7 @@ from si_models import get_localizer  # noqa: E402
 
 LAM = 0.8  # the published synthetic setting
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
 from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 

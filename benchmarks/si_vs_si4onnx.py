@@ -61,8 +61,7 @@ import si_models  # noqa: E402
 from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
 from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
 
 SI4ONNX_MODES = {
@@ -217,7 +216,7 @@ def main() -> int:
         "--si4onnx-threshold-float64",
         action="store_true",
         help="give si4onnx the exact float64 λ (it otherwise rounds λ to float32, which "
-        "moves the truncation-set ends by ~1e-7; see si4onnx_threshold_check.py)",
+        "moves the truncation-set ends by ~1e-7; see docs/benchmarks/dal_test_validity.md)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both engines")
     parser.add_argument("--venv", default=None, help="si4onnx venv (default ~/.cache/diffad/…)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffad.bench.results import write_json
+from diffad.provenance import write_json
 
 
 def default_agreement(per_image: list[dict]) -> dict:

@@ -32,9 +32,7 @@ CONFIGS = {
     "paper": {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": None},
     "cap3000_b64": {"epochs": 400, "batch_size": 64, "lr": 1e-4, "max_steps": 3000},
     "cap2000_b256": {"epochs": 400, "batch_size": 256, "lr": 4e-4, "max_steps": 2000},
-    # The class defaults: DTE-C batch 256, lr 4e-4, cap 3000; DTE-IG schedule "auto" (the
-    # DTE-IG results in tabular_defaults_dte-ig*.json predate it: there "default" was
-    # cap3000_b64, renamed in the file).
+    # The class defaults: DTE-C batch 256, lr 4e-4, cap 3000; DTE-IG schedule "auto".
     "default": {},
     # DTE-C only: the published schedule with the published code's double softmax.
     "paper_double_softmax": {

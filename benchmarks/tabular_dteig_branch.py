@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from diffad.bench.machine import machine_info
 from diffad.bench.published import PUBLISHED_ROCAUC
-from diffad.bench.results import write_json
 from diffad.bench.tabular import select_files
 from diffad.data.adbench import family_name, load_npz, make_split
+from diffad.provenance import machine_info, write_json
 from diffad.tabular import DTEInverseGamma
 
 ROOT = Path(__file__).resolve().parents[1]

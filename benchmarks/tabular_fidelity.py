@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffad.bench.results import write_json
+from diffad.provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,9 +41,9 @@ DEFAULT_DATA = ROOT / ".." / "shared" / "data" / "adbench" / "Classical"
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from diffad.bench.machine import machine_info
     from diffad.bench.methods import NEURAL_METHODS, parse_methods
     from diffad.bench.tabular import run_tabular, select_files
+    from diffad.provenance import machine_info
 
     torch.set_num_threads(args.threads)
     methods = parse_methods(args.methods)

@@ -31,8 +31,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from diffad.bench.results import write_json
 from diffad.bench.tabular import PUBLISHED_ROCAUC, summarize
+from diffad.provenance import write_json
 from diffad.tabular.dte_ig import DTEInverseGamma
 
 RESULTS = Path(__file__).resolve().parent / "results"

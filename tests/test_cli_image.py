@@ -1,4 +1,4 @@
-"""``diffad train-image``, ``diffad localize`` and ``diffad bench image`` end to end."""
+"""``diffad train-image`` and ``diffad localize`` end to end."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffad.cli import build_parser, main
+from diffad.cli import main
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -121,8 +121,3 @@ def test_clean_errors(model, folder, tmp_path, capsys):
         Image.fromarray(np.full((8, 8), 10 * i, np.uint8)).save(broken.parent / "few" / f"{i}.png")
     assert main(few + ["--quiet"]) == 2
     assert "too few" in capsys.readouterr().err
-
-
-def test_bench_image_is_registered():
-    args = build_parser().parse_args(["bench", "image", "--size", "32", "--quick", "--out", "f"])
-    assert args.quick and args.size == 32 and callable(args.func)

@@ -80,16 +80,15 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark, write ``--out`` and print the summary table."""
-    from diffad.bench.machine import machine_info
     from diffad.bench.methods import NEURAL_METHODS, parse_methods
     from diffad.bench.published import load_published
-    from diffad.bench.results import write_json
     from diffad.bench.tabular import (
         markdown_table,
         run_tabular,
         select_files,
         summarize,
     )
+    from diffad.provenance import machine_info, write_json
 
     methods = parse_methods(args.methods)
     seeds = _parse_seeds(args.seeds)

@@ -213,7 +213,7 @@ def run_context(kind: str) -> dict:
     import datetime
     import sys
 
-    from diffad.bench.machine import machine_info
+    from diffad.provenance import machine_info
 
     program = Path(sys.argv[0]).name
     command = "diffad " + " ".join(sys.argv[1:]) if program in ("diffad", "__main__.py") else kind

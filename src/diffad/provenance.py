@@ -1,12 +1,20 @@
-"""Machine and software description written next to every benchmark result."""
+"""Where a result comes from: the command and machine recorded with it, and its JSON file.
+
+Every benchmark result, ``diffad bench`` output and ``diffad report`` run folder records the
+command line that produced it and the machine it ran on (:func:`machine_info`);
+:func:`write_result` writes a JSON result with both, :func:`write_json` any JSON file, each
+atomically.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _first_cpu() -> dict[str, str]:
@@ -79,3 +87,48 @@ def machine_info() -> dict:
     except ImportError:  # pragma: no cover - pyod is a dependency
         pass
     return info
+
+
+def write_json(path: str | Path, payload: dict[str, Any], indent: int = 2) -> Path:
+    """Write ``payload`` as JSON atomically (temporary file, then rename).
+
+    Long benchmarks rewrite their result file after every unit of work; the rename means a
+    run stopped mid-write never leaves a truncated file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=indent))
+    os.replace(tmp, path)
+    return path
+
+
+def write_result(
+    path: str | Path, payload: dict[str, Any], command: str | None = None, indent: int = 2
+) -> Path:
+    """Write a result as JSON (atomically) with the command and machine that produced it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file; its folder is created.
+    payload : dict
+        The result. Its ``"command"`` and ``"machine"`` entries are kept when present;
+        otherwise ``command`` (default: this process's command line) and
+        :func:`machine_info` are added. ``payload`` itself is not changed.
+    command : str, optional
+        The command line to record, e.g. the script and its arguments as a user types them.
+    indent : int
+        JSON indentation.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    out = dict(payload)
+    if "machine" not in out:
+        out["machine"] = machine_info()
+    if "command" not in out:
+        out["command"] = command or out["machine"]["command"]
+    return write_json(path, out, indent=indent)

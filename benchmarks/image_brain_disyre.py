@@ -1,5 +1,5 @@
 """DISYRE v2 on the brain-MRI benchmark: the same split, post-processing and metrics as the
-DDPM localiser (:mod:`diffad.bench.image_brain`).
+DDPM localiser (``image_brain.py`` beside this module, which imports it).
 
 One restorer is trained on the MNI152 slices; the methods are its maps:
 
@@ -70,12 +70,12 @@ def run_disyre(
     Parameters
     ----------
     data : dict
-        From :func:`diffad.bench.image_brain.load_brain_split`.
+        From ``image_brain.load_brain_split``.
     methods : list of str
         Subset of ``DISYRE_METHODS``.
     score_maps : callable
         ``score_maps(maps_of)`` → the metrics of the raw maps ``maps_of(split)``: the DDPM
-        methods' scorer of :mod:`diffad.bench.image_brain`, passed in so that there is one.
+        methods' scorer of ``image_brain.py``, passed in so that there is one.
     quick : bool
         Use the ``quick`` budget.
     channels, train_steps, batch_size, lr, seed, verbose :

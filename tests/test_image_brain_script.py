@@ -1,0 +1,39 @@
+"""``benchmarks/image_brain.py``: the brain benchmark's command line (no training here)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "image_brain.py"
+
+
+@pytest.fixture(scope="module")
+def image_brain():
+    spec = importlib.util.spec_from_file_location("image_brain", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_options(image_brain):
+    parser = argparse.ArgumentParser()
+    image_brain.add_arguments(parser)
+    args = parser.parse_args(["--size", "32", "--quick", "--methods", "disyre,l1", "--out", "f"])
+    assert args.quick and args.size == 32 and args.out == "f"
+    assert image_brain.parse_methods(args.methods) == ("disyre", "l1")
+    assert image_brain.parse_methods(None) == image_brain.DDPM_METHODS
+
+
+def test_unknown_method(image_brain):
+    with pytest.raises(ValueError, match="unknown method"):
+        image_brain.parse_methods("l1,l2")
+
+
+def test_same_band_as_the_demo(image_brain):
+    from diffad.demo.brain import BAND
+
+    assert image_brain.BAND == BAND == (0.25, 0.8)
