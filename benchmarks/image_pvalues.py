@@ -11,9 +11,11 @@ Ledoit-Wolf covariance, λ = healthy 99th percentile). Region tests (termination
   shapes, intensity and texture effects) and from the demo's (``demo``: bright or dark
   blobs) → the share rejected by the selective, naive and Bonferroni p-values.
 
-``--part conformal``: image-level conformal p-values of the model's image scores and
-Benjamini-Hochberg at q over ``--seeds`` random splits, with the mean false-discovery
-proportion (FDR), its standard error and the power:
+``--part conformal``: image-level conformal p-values and Benjamini-Hochberg at q over
+``--seeds`` random splits, computed per seed exactly as the README teaches
+(``ConformalDetector(loc, prefit=True).fit(calibration).p_values(test)``, then
+``benjamini_hochberg(p, q)``), with the mean false-discovery proportion (FDR), its standard
+error and the power:
 - brain: the demo's model; per seed the 86 healthy Colin27 slices are shuffled into 43
   calibration images, and 43 test slices of which half get a demo SYNTHETIC lesion;
 - Fashion-MNIST (class ``--fmnist-class``): a model of the same size trained on 2000 of
@@ -43,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from image_brain import load_brain_split  # noqa: E402
 
+from diffad.conformal.conformal_detector import ConformalDetector  # noqa: E402
 from diffad.conformal.fdr import benjamini_hochberg  # noqa: E402
-from diffad.conformal.p_values import conformal_p_values  # noqa: E402
 from diffad.data.synthetic import lesion_dataset  # noqa: E402
 from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer  # noqa: E402
 from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
@@ -99,16 +101,17 @@ def part_region(seed: int, noise_kind: str = "auto") -> dict[str, Any]:
     d = load_brain_split(SETTINGS["full"]["size"], seed)
     start = time.perf_counter()
     loc = train(d["train"], seed)
-    loc.calibrate(d["val"], noise_kind=noise_kind)
+    loc.calibrate(d["val"])
     tester = SelectiveTest(loc, device="cpu", termination="decision", alpha=ALPHA)
-    healthy = np.concatenate([d["test_healthy"], loc.check_images_])
+    tester.calibrate(d["val"], noise_kind=noise_kind)
+    healthy = np.concatenate([d["test_healthy"], tester.check_images_])
     demo_lesions, _ = lesion_dataset(
         d["test_healthy"], d["test_masks"], donors=d["val"], seed=seed, **LESIONS
     )
     out = {
         "train_seconds": loc.train_seconds_,
-        "noise_kind": loc.noise_kind_,
-        "lam": loc.lam_,
+        "noise_kind": tester.noise_kind_,
+        "lam": tester.lam_,
         "healthy": region_tests(tester, healthy),
         "lesion_bench": region_tests(tester, d["test"]),
         "lesion_demo": region_tests(tester, demo_lesions),
@@ -122,21 +125,30 @@ def part_region(seed: int, noise_kind: str = "auto") -> dict[str, Any]:
 
 
 def fdr_runs(
-    null_scores: np.ndarray,
-    anomaly_scores_of: Any,
+    loc: Any,
+    nulls_pool: np.ndarray,
+    anomalies_of: Any,
     n_cal: int,
     n_null: int,
     seeds: int,
     q: float,
 ) -> dict[str, Any]:
-    """Mean FDP (with SE over seeds) and power of BH on conformal p-values."""
+    """Mean FDP (with SE over seeds) and power of the README's recipe.
+
+    Per seed, ``nulls_pool`` is shuffled into ``n_cal`` calibration and ``n_null`` null test
+    images; ``anomalies_of(seed, rest)`` gives the anomalous test images (``rest``: the pool
+    indices drawn for neither). The p-values come from
+    ``ConformalDetector(loc, prefit=True).fit(calibration).p_values(test)``.
+    """
     fdp, power, selected = [], [], []
     for s in range(seeds):
         rng = np.random.default_rng(s)
-        perm = rng.permutation(len(null_scores))
-        cal, nulls = null_scores[perm[:n_cal]], null_scores[perm[n_cal : n_cal + n_null]]
-        anomalies = anomaly_scores_of(s, perm[n_cal + n_null :])
-        p = conformal_p_values(cal, np.r_[nulls, anomalies])
+        perm = rng.permutation(len(nulls_pool))
+        cal = nulls_pool[perm[:n_cal]]
+        nulls = nulls_pool[perm[n_cal : n_cal + n_null]]
+        anomalies = anomalies_of(s, perm[n_cal + n_null :])
+        test = np.concatenate([nulls, anomalies])
+        p = ConformalDetector(loc, prefit=True).fit(cal).p_values(test)
         sel = benjamini_hochberg(p, q)
         false = int(sel[: len(nulls)].sum())
         fdp.append(false / max(int(sel.sum()), 1))
@@ -148,6 +160,8 @@ def fdr_runs(
         "q": q,
         "n_calibration": n_cal,
         "n_null_test": n_null,
+        "recipe": "ConformalDetector(loc, prefit=True).fit(calibration).p_values(test); "
+        "benjamini_hochberg(p, q)",
         "fdr": float(fdp_arr.mean()),
         "fdr_se": float(fdp_arr.std(ddof=1) / np.sqrt(seeds)),
         "power": float(np.mean(power)),
@@ -161,17 +175,14 @@ def part_conformal_brain(seeds: int, q: float) -> dict[str, Any]:
     loc = train(d["train"], 0)
     healthy = np.concatenate([d["val"], d["test_healthy"]])
     masks = np.concatenate([d["val_masks"], d["test_masks"]])
-    null_scores = loc.decision_function(healthy)
     half = len(healthy) // 2
 
-    def lesion_scores(seed: int, rest: np.ndarray) -> np.ndarray:
-        # The slices not drawn as calibration or nulls, each with a SYNTHETIC lesion.
-        lesioned, _ = lesion_dataset(healthy[rest], masks[rest], seed=seed, **LESIONS)
-        # Reconstruction seeds after the healthy images' (0..85): no shared noise.
-        return loc.decision_function(lesioned, seed=len(healthy) * (seed + 1))
+    def lesioned(seed: int, rest: np.ndarray) -> np.ndarray:
+        # The slices drawn as neither calibration nor nulls, each with a SYNTHETIC lesion.
+        return lesion_dataset(healthy[rest], masks[rest], seed=seed, **LESIONS)[0]
 
     n_null = (len(healthy) - half) // 2
-    return fdr_runs(null_scores, lesion_scores, half, n_null, seeds, q)
+    return fdr_runs(loc, healthy, lesioned, half, n_null, seeds, q)
 
 
 def part_conformal_fmnist(cls: int, seeds: int, q: float) -> dict[str, Any]:
@@ -185,14 +196,12 @@ def part_conformal_fmnist(cls: int, seeds: int, q: float) -> dict[str, Any]:
     loc = train(train_set.images[fit], 0)
     normal = test_set.images[test_set.labels == cls]
     others = test_set.images[test_set.labels != cls]
-    other_pick = rng.choice(len(others), 2000, replace=False)
-    null_scores = loc.decision_function(normal)
-    other_scores = loc.decision_function(others[other_pick], seed=len(normal))
 
-    def anomaly_scores(seed: int, _rest: np.ndarray) -> np.ndarray:
-        return np.random.default_rng([seed, 1]).choice(other_scores, 100, replace=False)
+    def other_classes(seed: int, _rest: np.ndarray) -> np.ndarray:
+        pick = np.random.default_rng([seed, 1]).choice(len(others), 100, replace=False)
+        return others[pick]
 
-    out = fdr_runs(null_scores, anomaly_scores, 200, 100, seeds, q)
+    out = fdr_runs(loc, normal, other_classes, 200, 100, seeds, q)
     out["class"] = cls
     return out
 
