@@ -6,6 +6,7 @@ import pytest
 
 from diffad.data.brain import COLIN27_PATH, brain_slices
 from diffad.data.fashion_mnist import fashion_mnist_set, parse_class, read_idx
+from diffad.data.image_files import read_image_file
 from diffad.data.image_ops import (
     foreground_bbox,
     pad_to_square,
@@ -13,12 +14,7 @@ from diffad.data.image_ops import (
     scale_percentiles,
     volume_slices,
 )
-from diffad.data.images import (
-    load_image_folder,
-    load_image_set,
-    load_image_source,
-    read_image_file,
-)
+from diffad.data.images import load_image_folder, load_image_set, load_image_source
 
 HAS_NILEARN = importlib.util.find_spec("nilearn") is not None
 HAS_ELPV = importlib.util.find_spec("elpv_dataset") is not None

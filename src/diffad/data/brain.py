@@ -61,7 +61,7 @@ def load_brain_volume(name: str) -> np.ndarray:
                 f"Colin27 template not found at {path}: it is in the Debian package "
                 "mricron-data (apt-get install mricron-data), or set DIFFAD_COLIN27"
             )
-        from diffad.data.images import read_image_file
+        from diffad.data.image_files import read_image_file
 
         return read_image_file(path)
     raise ValueError(f"unknown brain source {name!r}; choose from {BRAIN_SOURCES}")

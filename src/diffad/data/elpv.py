@@ -80,11 +80,11 @@ def elpv_set(subset: str = "all", size: int = 32, cell_type: str | None = None) 
     if cell_type is not None:
         keep &= np.asarray(types) == cell_type
     index = np.flatnonzero(keep)
-    from diffad.data.images import read_image_file
+    from diffad.data.image_files import read_picture
 
     # Resize one at a time: the full set at 300×300 would hold ~1 GB of float32.
     images = np.concatenate(
-        [resize_stack(read_image_file(root / paths[i])[None] / 255.0, size) for i in index]
+        [resize_stack(read_picture(root / paths[i])[None], size) for i in index]
     )
     return ImageSet(
         images=np.clip(images, 0.0, 1.0)[:, None].astype(np.float32),

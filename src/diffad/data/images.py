@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffad.data.image_files import list_image_files, read_image_file
 from diffad.data.image_ops import (
     ImageSet,
     check_finite,
@@ -30,91 +31,7 @@ from diffad.data.image_ops import (
     volume_slices,
 )
 
-PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-IMAGE_SUFFIXES = PIL_SUFFIXES + (".npy",) + NIFTI_SUFFIXES
 NAMED_SOURCES = ("mni152", "colin27", "fashion-mnist", "elpv")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
-
-
-def _decode(path: Path, suffix: str) -> np.ndarray:
-    """Decode one file by suffix (the decoders raise their own exception types)."""
-    if suffix in PIL_SUFFIXES:
-        try:
-            from PIL import Image
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ValueError("reading pictures needs Pillow: pip install 'diffad[image]'") from err
-        with Image.open(path) as img:
-            if img.mode not in ("L", "I", "I;16", "F"):
-                img = img.convert("L")
-            return np.asarray(img, dtype=np.float32)
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False).astype(np.float32)
-    try:
-        import nibabel
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ValueError("reading NIfTI needs nibabel: pip install 'diffad[image]'") from err
-    array = np.asarray(nibabel.load(str(path)).dataobj, dtype=np.float32)
-    if array.ndim == 4 and array.shape[3] == 1:
-        array = array[..., 0]
-    return array
-
-
-def read_image_file(path: str | os.PathLike) -> np.ndarray:
-    """Read one file as a float32 array: 2-D for pictures, 2-D or 3-D for NPY and NIfTI.
-
-    Colour pictures are converted to grayscale (luma). A 3-D NPY array is a volume, like a
-    NIfTI file; a 4-D NIfTI with one time point is squeezed.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If the file cannot be decoded, has an unsupported suffix or dimensionality, or holds
-        NaN/infinite values.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {path}")
-    suffix = _suffix(path)
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(
-            f"unsupported image file type {suffix!r} ({path}); "
-            f"supported: {', '.join(IMAGE_SUFFIXES)}"
-        )
-    try:
-        array = _decode(path, suffix)
-    except Exception as err:  # noqa: BLE001 - every decoder failure becomes one clear error
-        raise ValueError(f"cannot read image file {path}: {err}") from err
-    if array.ndim not in (2, 3) or min(array.shape) < 1:
-        raise ValueError(f"{path}: expected a 2-D image or 3-D volume, got shape {array.shape}")
-    check_finite(array, str(path))
-    return array
-
-
-def list_image_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Sorted image files (by the supported suffixes) in ``folder``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder does not exist.
-    ValueError
-        If it holds no supported image file.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and _suffix(p) in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"folder {folder} contains no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return files
 
 
 def images_from_array(

@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from diffad.data import NPY_3D
-from diffad.data.image_ops import check_finite, volume_slices
-from diffad.data.images import (
+from diffad.data.image_files import (
     NIFTI_SUFFIXES,
     PIL_SUFFIXES,
     list_image_files,
-    load_image_set,
     read_image_file,
+    read_picture,
 )
+from diffad.data.image_ops import volume_slices
+from diffad.data.images import load_image_set
 
 _VOLUME_FOREGROUND = 0.05  # a slice is kept when 5 % of it is above the volume's floor
 
@@ -68,45 +69,6 @@ class RawImages:
         )
         masks = None if self.masks is None else self.masks[index]
         return RawImages(imgs, [self.names[i] for i in index], masks)
-
-
-def read_picture(path: str | os.PathLike) -> np.ndarray:
-    """One picture as float32 in [0, 1]: (H, W) grey or (H, W, 3) colour.
-
-    Raises
-    ------
-    ValueError
-        The file is not a picture Pillow can decode, or is empty.
-    """
-    path = Path(path)
-    try:
-        from PIL import Image
-    except ImportError as err:  # pragma: no cover - pillow is in the [image] extra
-        raise ValueError("reading pictures needs Pillow: pip install 'diffad[image]'") from err
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("P", "PA"):
-                # A palette picture is grey when every palette colour is (v, v, v).
-                rgb = np.asarray(img.convert("RGB"))
-                grey = bool(
-                    np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2])
-                )
-                img = img.convert("L" if grey else "RGB")
-            elif img.mode in ("RGBA", "LA", "CMYK", "YCbCr", "HSV"):
-                img = img.convert("L" if img.mode == "LA" else "RGB")
-            if img.mode == "1":
-                img = img.convert("L")
-            arr = np.asarray(img)
-    except Exception as err:  # noqa: BLE001 - every decoder failure becomes one clear error
-        raise ValueError(f"cannot read {path} as a picture: {err}") from err
-    if arr.size == 0:
-        raise ValueError(f"{path} is an empty picture")
-    scaled = arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        scaled /= float(np.iinfo(arr.dtype).max)
-    check_finite(scaled, str(path))
-    return scaled
 
 
 def _volume(volume: np.ndarray, name: str, axis: int) -> tuple[list[np.ndarray], list[str]]:
