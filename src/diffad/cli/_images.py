@@ -62,19 +62,6 @@ def read_images(args: argparse.Namespace, spec: str, size: int | None) -> Any:
     )
 
 
-def load_localizer(path: str, device: str | None, quiet: bool, resize: bool = False) -> Any:
-    """A saved localiser, with progress bars per ``quiet`` and, if asked, input resizing."""
-    from diffad.image.localizers import load_localizer as load_any
-
-    loc = load_any(path, device=device)
-    loc.set_params(verbose=not quiet)
-    if resize:
-        if loc.preprocessing_ is None:
-            raise ValueError("this model has no stored preprocessing, so it cannot resize")
-        loc.preprocessing_.resize = True
-    return loc
-
-
 def check_levels(**levels: float) -> None:
     """Each named level (``q=…``, ``alpha=…``) must be a probability strictly in (0, 1)."""
     for name, value in levels.items():

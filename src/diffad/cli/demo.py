@@ -6,6 +6,7 @@ import argparse
 import time
 
 from diffad.demo.tabular import DEMO_EPOCHS
+from diffad.image import LOCALIZER_METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small, fast settings (brain)")
     p.add_argument(
         "--method",
-        choices=("ddpm", "disyre"),
+        choices=LOCALIZER_METHODS,
         default="ddpm",
         help="localiser to train (brain): a DDPM or DISYRE v2",
     )

@@ -46,14 +46,15 @@ def run(args: argparse.Namespace) -> int:
     """Load model and images, compute maps and scores, write the run folder and report."""
     import dataclasses
 
-    from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
+    from diffad.cli._images import check_levels, read_images, set_threads
+    from diffad.image.localizers import load_localizer
     from diffad.image.postprocess import foreground_mask, postprocess
     from diffad.report.entries import build_report, finish_report
     from diffad.report.run_folder import save_run
 
     check_levels(q=args.q, alpha=args.alpha)
     set_threads(args.threads)
-    loc = load_localizer(args.model, args.device, args.quiet, args.resize)
+    loc = load_localizer(args.model, args.device, verbose=not args.quiet, resize=args.resize)
     raw = read_images(args, args.images, loc.image_shape_[1])
     result = loc.localize(raw.images)
     if args.postprocess:

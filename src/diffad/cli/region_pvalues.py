@@ -253,14 +253,15 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``diffad test``."""
-    from diffad.cli._images import check_levels, load_localizer, read_images, set_threads
+    from diffad.cli._images import check_levels, read_images, set_threads
+    from diffad.image.localizers import load_localizer
     from diffad.report.entries import build_report, finish_report
     from diffad.report.run_folder import save_run
 
     check_levels(alpha=args.alpha)
     check_backend_args(args)
     set_threads(args.threads)
-    loc = load_localizer(args.model, args.device, args.quiet, args.resize)
+    loc = load_localizer(args.model, args.device, verbose=not args.quiet, resize=args.resize)
     map_overrides(args, loc)
     raw = read_images(args, args.images, loc.image_shape_[1])
     tester = make_tester(args, loc)

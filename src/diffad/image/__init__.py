@@ -10,8 +10,12 @@ from diffad._lazy import lazy_exports
 SCORES: tuple[str, ...] = ("l1", "ssim", "ssim-ens", "ssim-ens-mean")
 #: How a localiser turns a map into one image score (max, mean or 99th percentile).
 IMAGE_SCORES: tuple[str, ...] = ("max", "mean", "p99")
-#: Localisers of ``diffad train-image --method`` (classes in ``localizers.py``).
-LOCALIZER_METHODS: tuple[str, ...] = ("ddpm", "disyre")
+#: The localisers by method name (``diffad train-image --method``): name → (module, class).
+LOCALIZER_CLASSES: dict[str, tuple[str, str]] = {
+    "ddpm": ("diffad.image.ddpm_localizer", "DDPMLocalizer"),
+    "disyre": ("diffad.image.disyre_localizer", "DisyreLocalizer"),
+}
+LOCALIZER_METHODS: tuple[str, ...] = tuple(LOCALIZER_CLASSES)
 #: How a DISYRE localiser combines its restorations (``DisyreLocalizer(inference=...)``).
 INFERENCE_MODES: tuple[str, ...] = ("ensemble", "sampler")
 #: Fewest healthy images ``calibrate`` accepts (half estimate the noise, half check it).

@@ -6,12 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from diffad.checkpoint import checkpoint_kind
-
-#: Localiser methods (``diffad.image.LOCALIZER_METHODS``): name → (module, class).
-METHODS: dict[str, tuple[str, str]] = {
-    "ddpm": ("diffad.image.ddpm_localizer", "DDPMLocalizer"),
-    "disyre": ("diffad.image.disyre_localizer", "DisyreLocalizer"),
-}
+from diffad.image import LOCALIZER_CLASSES as METHODS
 
 
 def localizer_class(method: str) -> type:
@@ -24,17 +19,43 @@ def localizer_class(method: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def load_localizer(path: str | Path, device: str | None = None) -> Any:
+def load_localizer(
+    path: str | Path,
+    device: str | None = None,
+    verbose: bool | None = None,
+    resize: bool = False,
+) -> Any:
     """A saved localiser of any kind, from the class name stored in its checkpoint.
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint folder.
+    device : str, optional
+        Override the stored device.
+    verbose : bool, optional
+        Override the stored progress-bar setting.
+    resize : bool
+        Resize inputs of another size to the model's (needs stored preprocessing).
 
     Raises
     ------
     ValueError
-        Not a checkpoint, or a checkpoint of a class that is not an image localiser.
+        Not a checkpoint, a checkpoint of a class that is not an image localiser, or
+        ``resize`` for a model without stored preprocessing.
     """
     kind = checkpoint_kind(path)
     for method in METHODS:
         cls = localizer_class(method)
         if cls.__name__ == kind:
-            return cls.load(path, device=device)
-    raise ValueError(f"checkpoint {path} holds a {kind}, not an image localiser")
+            loc = cls.load(path, device=device)
+            break
+    else:
+        raise ValueError(f"checkpoint {path} holds a {kind}, not an image localiser")
+    if verbose is not None:
+        loc.set_params(verbose=verbose)
+    if resize:
+        if loc.preprocessing_ is None:
+            raise ValueError("this model has no stored preprocessing, so it cannot resize")
+        loc.preprocessing_.resize = True
+    return loc
