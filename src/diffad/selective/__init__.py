@@ -12,7 +12,9 @@ Bonferroni, permutation: ``comparators.py``).
 from diffad._lazy import lazy_exports
 
 #: p-value methods of :meth:`SelectiveTest.test`.
-METHODS = ("parametric", "oc", "naive", "bonferroni", "permutation")
+METHODS = ("fission", "parametric", "oc", "naive", "bonferroni", "permutation")
+#: Methods whose statistic is calibrated against healthy images (``null``).
+NULL_METHODS = ("fission", "naive")
 #: Stopping rules of the parametric search (:mod:`diffad.selective.search`).
 TERMINATIONS = ("exhaustive", "precision", "decision")
 

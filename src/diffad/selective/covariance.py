@@ -36,6 +36,7 @@ class NoiseCovariance:
             if not arr.reshape(()) > 0:
                 raise ValueError(f"a scalar noise_var must be > 0, got {float(arr)}")
             self.kind, self.value = "scalar", float(arr.reshape(()))
+            self._n = int(n)
         elif arr.shape == (n,) or (arr.size == n and arr.shape == shape[len(shape) - arr.ndim :]):
             if np.any(arr <= 0):
                 raise ValueError("per-pixel variances must all be > 0")
@@ -61,3 +62,12 @@ class NoiseCovariance:
         if self.kind == "full":
             return self.value @ v
         return self.value * v  # scalar or per-pixel variances
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One draw of N(0, Σ), flat (n,)."""
+        if self.kind == "full":
+            if getattr(self, "_chol", None) is None:
+                self._chol = np.linalg.cholesky(self.value)
+            return self._chol @ rng.standard_normal(len(self.value))
+        n = self.value.size if self.kind == "diagonal" else self._n
+        return np.sqrt(self.value) * rng.standard_normal(n)

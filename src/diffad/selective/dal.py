@@ -27,10 +27,12 @@ from tqdm.auto import tqdm
 from diffad.checkpoint import load_checkpoint, save_checkpoint
 from diffad.device import resolve_device
 from diffad.image import MIN_CALIBRATION_IMAGES
-from diffad.selective import METHODS, TERMINATIONS
+from diffad.selective import METHODS, NULL_METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
+from diffad.selective.fission import NULLS, fission_pair, null_p_value
 from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
+from diffad.selective.noise_check import region_mean_check
 from diffad.selective.region_tracer import RegionTestable, region_tracer
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
@@ -42,7 +44,8 @@ _KIND = "SelectiveTest"
 REGION_TEST_FOLDER = "region_test"
 #: The fitted state :meth:`SelectiveTest.calibrate` sets (and :meth:`SelectiveTest.save` keeps).
 _CALIBRATION = (
-    "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_"
+    "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_",
+    "lam_fission_", "null_z_",
 )  # fmt: skip
 
 
@@ -88,7 +91,16 @@ class SelectiveTest:
     reference_var_factor : float, optional
         f, the noise covariance of the reference relative to Σ: 1 for one healthy image,
         1/n for the mean of n. ``None``: 1 for a reference passed to :meth:`test`,
-        ``reference_var_factor_`` for the calibrated reference.
+        ``reference_var_factor_`` for the calibrated reference (0 for paired references).
+    method : str
+        Default method of :meth:`test`: ``"parametric"``, the exact DAL-Test, or
+        ``"fission"`` (:mod:`diffad.selective.fission`); see :meth:`test` for all of them.
+    tau : float
+        τ of data fission: select on X + τZ, test on X − Z/τ.
+    null : {"gaussian", "scaled", "conformal"}
+        What the fission (and naive) statistic is compared with
+        (:mod:`diffad.selective.fission`); ``"scaled"`` and ``"conformal"`` use the statistics
+        of the healthy null images set aside by :meth:`calibrate`.
     termination : {"precision", "exhaustive", "decision"}
         Parametric search stopping rule (see :mod:`diffad.selective.search`). The default
         ``"precision"`` stops once the p-value is bracketed to ``precision`` (sicore's default
@@ -129,6 +141,16 @@ class SelectiveTest:
         The calibrated λ.
     check_images_ : numpy.ndarray
         Healthy images kept aside for the healthy calibration check (model layout).
+    check_references_ : numpy.ndarray or None
+        Their paired references (None without paired references).
+    offset_ : numpy.ndarray or None
+        With paired references: the mean residual added to each image's reference.
+    lam_fission_ : float
+        λ of the fission selection (the same percentile of healthy maps of X + τZ).
+    null_z_ : dict
+        Method → the statistic on the healthy null images (NaN: no region).
+    noise_check_ : RegionMeanCheck
+        :func:`~diffad.selective.noise_check.region_mean_check` on held-out healthy residuals.
     """
 
     def __init__(
@@ -138,6 +160,9 @@ class SelectiveTest:
         lam: float | None = None,
         filter_size: int = 3,
         reference_var_factor: float | None = None,
+        method: str = "parametric",
+        tau: float = 1.0,
+        null: str = "gaussian",
         termination: str = "precision",
         precision: float = 1e-3,
         alpha: float = 0.05,
@@ -154,6 +179,9 @@ class SelectiveTest:
         self.lam = lam
         self.filter_size = filter_size
         self.reference_var_factor = reference_var_factor
+        self.method = method
+        self.tau = tau
+        self.null = null
         self.termination = termination
         self.precision = precision
         self.alpha = alpha
@@ -203,6 +231,12 @@ class SelectiveTest:
             raise ValueError(f"termination must be one of {TERMINATIONS}, got {self.termination!r}")
         if self.alternative not in ("two-sided", "abs"):
             raise ValueError(f"alternative must be 'two-sided' or 'abs', got {self.alternative!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.null not in NULLS:
+            raise ValueError(f"null must be one of {NULLS}, got {self.null!r}")
+        if not (np.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"tau must be > 0, got {self.tau}")
 
     def _tracer(self, shape: tuple[int, int, int]) -> Any:
         """The tracer of the localiser's region map for images of ``shape``. Built once and
@@ -252,6 +286,16 @@ class SelectiveTest:
 
     def _reference(self, reference: Any) -> tuple[Any, float]:
         """The reference and its variance factor f (see the class docstring)."""
+        offset = getattr(self, "offset_", None)
+        if offset is not None:
+            # Paired references: the image's own reference plus the healthy offset; Σ is the
+            # residuals' covariance, which holds the reference's noise (f = 0).
+            if reference is None:
+                raise ValueError(
+                    "this test was calibrated with paired references: pass the image's reference"
+                )
+            f = 0.0 if self.reference_var_factor is None else float(self.reference_var_factor)
+            return np.asarray(reference, dtype=np.float64) + offset.reshape(np.shape(reference)), f
         if reference is not None:
             f = 1.0 if self.reference_var_factor is None else float(self.reference_var_factor)
             return reference, f
@@ -287,25 +331,39 @@ class SelectiveTest:
     def calibrate(
         self,
         healthy_images: Any,
-        check_fraction: float = 0.5,
+        references: Any = None,
+        check_fraction: float = 0.25,
+        null_fraction: float = 0.5,
         noise_kind: str = "auto",
         lam_percentile: float = 99.0,
     ) -> SelectiveTest:
-        """Reference, noise model and default λ from healthy images the model never saw.
+        """Reference, noise model, λ and the healthy nulls, from healthy images the model never
+        saw.
 
         The images (prepared by the localiser) are split at random (seeded by
-        ``random_state``): ``check_fraction`` of them are kept aside as ``check_images_`` for
-        the healthy calibration check; the rest give the reference (their mean), the noise
-        covariance and λ (the ``lam_percentile``-th percentile of their region-map pixels,
-        so that about 1 % of a healthy image's pixels are selected).
+        ``random_state``) into three parts:
+
+        - ``check_fraction`` of them: ``check_images_``, the healthy calibration check;
+        - of the rest, ``null_fraction``: the null images, on which the fission and naive
+          statistics are computed for ``null="scaled"``/``"conformal"`` (``null_z_``) and the
+          noise model is checked (``noise_check_``, with the check images);
+        - the others estimate the reference (their mean; with paired ``references``, the mean
+          residual added to each image's own reference), the noise covariance and λ (the
+          ``lam_percentile``-th percentile of their region-map pixels, so that about 1 % of a
+          healthy image's pixels are selected; ``lam_fission_`` likewise on X + τZ).
 
         Parameters
         ----------
         healthy_images : array-like
             Healthy images (at least ``MIN_CALIBRATION_IMAGES``), as the localiser reads them.
+        references : array-like, optional
+            One healthy reference per image, read the same way (e.g. the same-position slice of
+            a registered healthy brain). The test then needs each tested image's reference.
         check_fraction : float
             Share kept aside for the healthy calibration check.
-        noise_kind : {"auto", "local", "full", "pixel", "scalar"}
+        null_fraction : float
+            Share of the rest used as null images.
+        noise_kind : {"auto", "tapered", "local", "full", "pixel", "scalar"}
             Form of the noise covariance (:func:`~diffad.selective.noise.estimate_noise_model`).
         lam_percentile : float
             Percentile of the healthy region-map pixels that becomes λ.
@@ -316,32 +374,71 @@ class SelectiveTest:
         """
         self._check_params()
         data = self.localizer.prepare(healthy_images)
+        refs = None if references is None else self.localizer.prepare(references)
+        if refs is not None and refs.shape != data.shape:
+            raise ValueError(f"{len(refs)} references for {len(data)} healthy images")
         if len(data) < MIN_CALIBRATION_IMAGES:
             raise ValueError(
                 f"need at least {MIN_CALIBRATION_IMAGES} healthy calibration images, "
                 f"got {len(data)}"
             )
-        if not 0 < check_fraction < 1:
-            raise ValueError(f"check_fraction must be in (0, 1), got {check_fraction}")
+        for name, value in (("check_fraction", check_fraction), ("null_fraction", null_fraction)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if noise_kind not in NOISE_KINDS:
             raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
         if not 50 <= lam_percentile < 100:
             raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
         perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
         n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
+        n_null = min(int(round(null_fraction * (len(data) - n_check))), len(data) - n_check - 2)
         # The check images stay in random order: any first k of them are a random sample.
-        check, est = perm[:n_check], np.sort(perm[n_check:])
-        model = estimate_noise_model(data[est], noise_kind)
-        region_maps = self._tracer(tuple(data.shape[1:])).selection_map(
-            np.asarray(data[est], dtype=np.float64)
-        )
-        self.reference_ = model.reference.astype(np.float64)
-        self.reference_var_factor_ = float(model.reference_var_factor)
+        check, null = perm[:n_check], np.sort(perm[n_check : n_check + n_null])
+        est = np.sort(perm[n_check + n_null :])
+        pick = (lambda idx: None) if refs is None else (lambda idx: refs[idx])  # noqa: E731
+        model = estimate_noise_model(data[est], noise_kind, pick(est))
         self.noise_var_ = model.noise_var
         self.noise_kind_ = model.kind
-        self.lam_ = float(np.percentile(region_maps, lam_percentile))
+        self.reference_var_factor_ = float(model.reference_var_factor)
+        self.offset_ = None if refs is None else model.reference.astype(np.float64)
+        self.reference_ = model.reference.astype(np.float64) if refs is None else None
+        tracer = self._tracer(tuple(data.shape[1:]))
+        est64 = np.asarray(data[est], dtype=np.float64)
+        self.lam_ = float(np.percentile(tracer.selection_map(est64), lam_percentile))
+        cov = NoiseCovariance(self.noise_var_, int(np.prod(data.shape[1:])), data.shape[1:])
+        selected_on = np.stack(
+            [fission_pair(x, cov, float(self.tau), int(self.random_state))[0] for x in est64]
+        )
+        self.lam_fission_ = float(np.percentile(tracer.selection_map(selected_on), lam_percentile))
         self.check_images_ = data[check]
+        self.check_references_ = pick(check)
+        self.null_z_ = {}
+        for method in NULL_METHODS:
+            self.null_z_[method] = np.array(
+                [
+                    np.nan if r.z is None else r.z
+                    for r in (
+                        self._raw_statistic(data[i], pick(i), method) for i in null
+                    )
+                ]
+            )
+        held_out = np.concatenate([null, check])
+        residual = np.asarray(data[held_out], dtype=np.float64)
+        residual = residual - (self.reference_ if refs is None else refs[held_out] + self.offset_)
+        varying = np.asarray(data[est], dtype=np.float64).var(axis=0).max(axis=0)
+        self.noise_check_ = region_mean_check(
+            residual, self.noise_var_, self.reference_var_factor_,
+            foreground=varying > 0.01 * float(np.median(varying[varying > 0])),
+        )  # fmt: skip
         return self
+
+    def _raw_statistic(self, image: np.ndarray, reference: Any, method: str) -> Any:
+        """The test of ``method`` with the Gaussian null, for the null statistics."""
+        saved, self.null = self.null, "gaussian"
+        try:
+            return self.test_prepared(image, reference, method)
+        finally:
+            self.null = saved
 
     @property
     def calibrated(self) -> bool:
@@ -349,8 +446,8 @@ class SelectiveTest:
         return all(hasattr(self, name) for name in _CALIBRATION)
 
     def save(self, path: str | Path) -> Path:
-        """Write the calibration and ``filter_size`` (the λ it belongs to) to a checkpoint
-        folder (JSON + safetensors).
+        """Write the calibration, ``filter_size`` and ``tau`` (the λ values they belong to) to a
+        checkpoint folder (JSON + safetensors).
 
         Raises
         ------
@@ -361,40 +458,61 @@ class SelectiveTest:
             raise NotFittedError("calibrate() the test before saving it")
         config = {
             "filter_size": int(self.filter_size),
+            "tau": float(self.tau),
             "reference_var_factor": self.reference_var_factor_,
             "noise_kind": self.noise_kind_,
             "lam": self.lam_,
+            "lam_fission": self.lam_fission_,
+            "noise_check": self.noise_check_.to_dict(),
         }
         tensors = {
-            "reference": np.asarray(self.reference_),
             "noise_var": np.asarray(self.noise_var_, dtype=np.float64),
             "check_images": np.asarray(self.check_images_),
+            **{f"null_z.{k}": np.asarray(v) for k, v in self.null_z_.items()},
         }
+        optional = {
+            "reference": self.reference_,
+            "offset": self.offset_,
+            "check_references": self.check_references_,
+        }
+        tensors.update({k: np.asarray(v) for k, v in optional.items() if v is not None})
         return save_checkpoint(path, _KIND, config, tensors)
 
     @classmethod
     def load(cls, path: str | Path, localizer: RegionTestable, **params: Any) -> SelectiveTest:
         """A calibrated test of ``localizer`` from a folder written by :meth:`save`.
 
-        ``params`` are the constructor's (``filter_size`` comes from the folder).
+        ``params`` are the constructor's (``filter_size`` and ``tau`` come from the folder).
 
         Raises
         ------
         ValueError
             A missing or unreadable folder.
         """
+        from diffad.selective.noise_check import RegionMeanCheck
+
         config, tensors = load_checkpoint(path, _KIND)
+        arrays = {k: v.numpy() for k, v in tensors.items()}
         try:
-            test = cls(localizer, filter_size=int(config["filter_size"]), **params)
+            test = cls(
+                localizer, filter_size=int(config["filter_size"]), tau=float(config["tau"]),
+                **params,
+            )  # fmt: skip
             test.reference_var_factor_ = float(config["reference_var_factor"])
             test.noise_kind_ = str(config["noise_kind"])
             test.lam_ = float(config["lam"])
-            test.reference_ = tensors["reference"].numpy()
-            noise_var = tensors["noise_var"].numpy()
+            test.lam_fission_ = float(config["lam_fission"])
+            test.noise_check_ = RegionMeanCheck(**config["noise_check"])
+            noise_var = arrays["noise_var"]
             test.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
-            test.check_images_ = tensors["check_images"].numpy()
-        except KeyError as err:
+            test.check_images_ = arrays["check_images"]
+        except (KeyError, TypeError) as err:
             raise ValueError(f"{path} is not a complete region-test calibration: {err}") from err
+        test.reference_ = arrays.get("reference")
+        test.offset_ = arrays.get("offset")
+        test.check_references_ = arrays.get("check_references")
+        prefix = "null_z."
+        test.null_z_ = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
         return test
 
     # ------------------------------------------------------------------ testing
@@ -451,7 +569,7 @@ class SelectiveTest:
         return line.a, line.b, line.z, line.region
 
     def test(
-        self, image: Any, reference: Any = None, method: str = "parametric"
+        self, image: Any, reference: Any = None, method: str | None = None
     ) -> SelectiveTestResult:
         """p-value for the region selected in ``image`` against ``reference``.
 
@@ -463,9 +581,12 @@ class SelectiveTest:
         reference : array-like, optional
             A healthy image read the same way, independent of ``image``. ``None`` uses
             ``reference_`` (the mean of healthy calibration images).
-        method : {"parametric", "oc", "naive", "bonferroni", "permutation"}
-            ``parametric`` is the exact DAL-Test p-value; ``oc`` over-conditions on every
-            decision (valid, less power); the others are comparators.
+        method : {"fission", "parametric", "oc", "naive", "bonferroni", "permutation"}, optional
+            Default: the ``method`` parameter. ``parametric`` is the exact DAL-Test p-value;
+            ``oc`` over-conditions on every decision (valid, less power); ``fission`` selects
+            on X + τZ and tests on X − Z/τ against ``null`` (no search); ``naive`` ignores the
+            selection (invalid against the Gaussian null, valid against ``"conformal"``);
+            ``bonferroni`` and ``permutation`` are comparators.
 
         Returns
         -------
@@ -483,13 +604,18 @@ class SelectiveTest:
         return self.localizer.prepare(batch)[0]
 
     def test_prepared(
-        self, image: Any, reference: Any = None, method: str = "parametric"
+        self, image: Any, reference: Any = None, method: str | None = None
     ) -> SelectiveTestResult:
         """:meth:`test` of an image already in model layout and scale, such as
         ``LocalizationResult.image[i]`` or ``check_images_[i]`` (no preprocessing applied)."""
         start = time.perf_counter()
+        method = self.method if method is None else method
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method == "fission":
+            result = self._fission(image, reference)
+            result.seconds = time.perf_counter() - start
+            return result
         line = self._line(image, reference)
         if line is None:
             region = np.zeros(np.shape(image), dtype=bool)
@@ -503,15 +629,55 @@ class SelectiveTest:
             method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
         )
         if method == "naive":
-            result.p_value = naive
+            result.null = self.null
+            result.p_value = null_p_value(z, self.null, self._null_z(method))
         elif method == "bonferroni":
+            result.null = "bonferroni"
             result.p_value = bonferroni_p_value(z, line.x.size)
         elif method == "permutation":
+            result.null = "permutation"
             result.p_value = self._permutation(line, z)
         else:
+            result.null = "selective"
             self._selective(result, line.tracer, line.a, line.b, z, line.m_obs, method)
         result.seconds = time.perf_counter() - start
         return result
+
+    def _null_z(self, method: str) -> np.ndarray | None:
+        """The healthy null statistics of ``method`` (None for the Gaussian null)."""
+        if self.null == "gaussian":
+            return None
+        stored = getattr(self, "null_z_", None)
+        if stored is None or method not in stored:
+            raise NotFittedError(f"null={self.null!r} needs calibrate() on healthy images")
+        return stored[method]
+
+    def _fission(self, image: Any, reference: Any) -> SelectiveTestResult:
+        """Data fission: the region of X + τZ, its mean tested on X − Z/τ (no search)."""
+        self._check_params()
+        reference, f = self._reference(reference)
+        x, ref, shape = self._check_pair(image, reference)
+        cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
+        tau = float(self.tau)
+        selected_on, tested_on = fission_pair(x, cov, tau, int(self.random_state))
+        lam = self.lam if self.lam is not None else getattr(self, "lam_fission_", None)
+        if lam is None:
+            raise NotFittedError("fission needs lam, or calibrate() the test on healthy images")
+        m = self._tracer(x.shape).selection_map(selected_on[None])[0].reshape(-1) > float(lam)
+        size = int(m.sum())
+        if size == 0:
+            return SelectiveTestResult(
+                "fission", None, None, None, None, np.zeros(shape, dtype=bool), 0,
+                message=NO_REGION, null=self.null,
+            )  # fmt: skip
+        ones = m.astype(np.float64)
+        sd = float(np.sqrt((1.0 + tau**-2 + f) * (ones @ cov.times(ones)))) / size
+        stat = float(tested_on.reshape(-1)[m].mean() - ref.reshape(-1)[m].mean())
+        z = stat / sd
+        p = null_p_value(z, self.null, self._null_z("fission"))
+        return SelectiveTestResult(
+            "fission", p, naive_p_value(z), stat, z, m.reshape(shape), size, null=self.null
+        )
 
     def _selective(self, result, tracer, a, b, z, m_obs, method) -> None:
         lam = self._lam()

@@ -7,21 +7,29 @@ that the tested images are not among:
 - the **reference**: their mean image; being a mean of n independent healthy images, its
   noise covariance is Σ/n (``reference_var_factor`` = 1/n), which the test accounts for;
 - the **noise covariance** Σ: the spread of healthy images around that mean, as
-  ``"scalar"`` (one variance, Σ = σ²·I), ``"pixel"`` (one variance per pixel, Σ diagonal)
+  ``"scalar"`` (one variance, Σ = σ²·I), ``"pixel"`` (one variance per pixel, Σ diagonal),
   ``"full"`` (every pixel pair; scikit-learn's Ledoit-Wolf shrinkage, which keeps the
-  matrix positive definite when there are fewer images than pixels) or ``"local"`` (the
-  Ledoit-Wolf matrix tapered to zero beyond ``TAPER_RADIUS`` pixels).
+  matrix positive definite when there are fewer images than pixels), ``"local"`` (the
+  Ledoit-Wolf matrix tapered to zero beyond ``TAPER_RADIUS`` pixels) or ``"tapered"`` (the
+  sample covariance tapered to zero beyond ``SAMPLE_TAPER_RADIUS`` pixels, the default).
+
+With **paired references** (one healthy reference per image, e.g. the same-position slice of
+a registered healthy brain) the noise is that of the residual X − X′ instead: the reference
+becomes the mean residual (an offset map added to each image's own reference) and Σ the
+covariance of the residuals around it; the reference's own noise is then part of Σ
+(``reference_var_factor`` = 0).
 
 Real pixels are correlated in space; with ``"scalar"`` or ``"pixel"`` the variance of a
-region's mean is then underestimated and the p-values come out too small. ``"full"`` and
-``"local"`` model the correlation. ``"local"`` keeps the correlation of neighbouring pixels
-only, by a Schur product with the compactly supported Wendland function
-(1 − d/r)⁴(1 + 4d/r), which is positive definite in the plane, so the tapered matrix stays
-positive definite (covariance tapering, Furrer, Genton & Nychka 2006). It is the default
-(``"auto"``): the line the region test traces then moves only the pixels near the region,
-where a full matrix moves every pixel of the image and makes the search many times longer.
-Whether the Gaussian model holds on a user's images is measured, not assumed: see the healthy
-calibration check of :func:`healthy_rejection_rate`.
+region's mean is then underestimated and the p-values come out too small. The tapered forms
+keep the correlation of neighbouring pixels only, by a Schur product with the compactly
+supported Wendland function (1 − d/r)⁴(1 + 4d/r), which is positive definite in the plane, so
+the tapered matrix stays positive definite (covariance tapering, Furrer, Genton & Nychka
+2006); the line the region test traces then moves only the pixels near the region. Ledoit-Wolf
+shrinks toward a scaled identity, which removes exactly the spatial correlation a region mean
+depends on: on brain MRI its standardised region means had variance 1.9–2.9 instead of 1,
+the tapered sample covariance about 1 (``benchmarks/region_power.py``). Whether the model fits
+is measured on every calibration: :func:`diffad.selective.noise_check.region_mean_check` and
+the healthy calibration check of :func:`healthy_rejection_rate`.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
-NOISE_KINDS = ("scalar", "pixel", "full", "local", "auto")
+NOISE_KINDS = ("scalar", "pixel", "full", "local", "tapered", "auto")
 #: ``kind="auto"`` estimates the tapered covariance up to this many pixels (a 4096 × 4096
 #: float64 matrix is 128 MB), per-pixel variances above.
 FULL_MAX_PIXELS = 4096
-#: Support of the taper of ``kind="local"``, in pixels.
+#: Support of the taper of ``kind="local"`` (the Ledoit-Wolf matrix), in pixels.
 TAPER_RADIUS = 4.0
+#: Support of the taper of ``kind="tapered"`` (the sample covariance), in pixels.
+SAMPLE_TAPER_RADIUS = 8.0
 
 
 def wendland_taper(height: int, width: int, channels: int, radius: float) -> np.ndarray:
@@ -68,9 +78,11 @@ class NoiseModel:
     Attributes
     ----------
     reference : numpy.ndarray
-        Mean healthy image, shape (C, H, W).
+        Mean healthy image, shape (C, H, W); with paired references, the mean residual
+        (the offset added to each image's own reference).
     reference_var_factor : float
-        Covariance of the reference relative to Σ: 1/n for the mean of n images.
+        Covariance of the reference relative to Σ: 1/n for the mean of n images; 0 with
+        paired references (their noise is part of Σ).
     noise_var : float or numpy.ndarray
         Σ: a scalar variance, per-pixel variances (C, H, W), or a (C·H·W)² matrix.
     kind : str
@@ -86,16 +98,19 @@ class NoiseModel:
     n_images: int
 
 
-def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
+def estimate_noise_model(images: Any, kind: str = "auto", references: Any = None) -> NoiseModel:
     """Estimate the reference and Σ from healthy images (see the module docstring).
 
     Parameters
     ----------
     images : array-like
         Healthy images (N, C, H, W) in model layout, N >= 2.
-    kind : {"auto", "local", "full", "pixel", "scalar"}
-        Form of Σ; ``"auto"`` is ``"local"`` up to ``FULL_MAX_PIXELS`` values (C·H·W), else
+    kind : {"auto", "tapered", "local", "full", "pixel", "scalar"}
+        Form of Σ; ``"auto"`` is ``"tapered"`` up to ``FULL_MAX_PIXELS`` values (C·H·W), else
         ``"pixel"`` (which ignores spatial correlation: check the healthy calibration check).
+    references : array-like, optional
+        One healthy reference per image (N, C, H, W): Σ is then the covariance of the
+        residuals ``images - references`` and the returned reference their mean.
 
     Returns
     -------
@@ -104,13 +119,19 @@ def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
     Raises
     ------
     ValueError
-        Fewer than 2 images, NaN/inf, an unknown kind, or images that do not vary at all.
+        Fewer than 2 images, NaN/inf, an unknown kind, references of another shape, or images
+        that do not vary at all.
     """
     x = np.asarray(images, dtype=np.float64)
     if x.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {x.shape}")
     if len(x) < 2:
         raise ValueError(f"need at least 2 healthy images to estimate the noise, got {len(x)}")
+    if references is not None:
+        refs = np.asarray(references, dtype=np.float64)
+        if refs.shape != x.shape:
+            raise ValueError(f"references have shape {refs.shape}, the images {x.shape}")
+        x = x - refs
     if not np.all(np.isfinite(x)):
         raise ValueError("healthy images contain NaN or infinite values")
     if kind not in NOISE_KINDS:
@@ -118,26 +139,35 @@ def estimate_noise_model(images: Any, kind: str = "auto") -> NoiseModel:
     n, shape = len(x), x.shape[1:]
     flat = x.reshape(n, -1)
     if kind == "auto":
-        kind = "local" if flat.shape[1] <= FULL_MAX_PIXELS else "pixel"
+        kind = "tapered" if flat.shape[1] <= FULL_MAX_PIXELS else "pixel"
     var = flat.var(axis=0, ddof=1)
     if not np.any(var > 0):
         raise ValueError("the healthy images are all identical: no noise to estimate")
+    # Pixels that never vary (e.g. a black background) get a small floor: a variance of
+    # exactly 0 would make any change there infinitely significant.
+    floor = 1e-3 * float(np.median(var[var > 0]))
     if kind == "scalar":
         noise_var: Any = float(var.mean())
     elif kind == "pixel":
-        # Pixels that never vary (e.g. a black background) get a small floor: a variance of
-        # exactly 0 would make any change there infinitely significant.
-        floor = 1e-3 * float(np.median(var[var > 0]))
         noise_var = np.maximum(var, floor).reshape(shape)
     else:
-        from sklearn.covariance import LedoitWolf
+        if kind == "tapered":
+            cov = np.cov(flat, rowvar=False)
+            radius = SAMPLE_TAPER_RADIUS
+        else:
+            from sklearn.covariance import LedoitWolf
 
-        cov = LedoitWolf().fit(flat).covariance_
-        if kind == "local":
-            cov = cov * wendland_taper(shape[-2], shape[-1], int(np.prod(shape[:-2])), TAPER_RADIUS)
+            cov = LedoitWolf().fit(flat).covariance_
+            radius = TAPER_RADIUS
+        if kind != "full":
+            cov = cov * wendland_taper(shape[-2], shape[-1], int(np.prod(shape[:-2])), radius)
+        if kind == "tapered":
+            # The floor keeps the Schur product positive definite where a pixel never varies.
+            cov[np.diag_indices_from(cov)] = np.maximum(np.diag(cov), floor)
         ridge = 1e-9 * float(np.trace(cov)) / cov.shape[0]
         noise_var = cov + ridge * np.eye(cov.shape[0])
-    return NoiseModel(flat.mean(axis=0).reshape(shape), 1.0 / n, noise_var, kind, n)
+    factor = 0.0 if references is not None else 1.0 / n
+    return NoiseModel(flat.mean(axis=0).reshape(shape), factor, noise_var, kind, n)
 
 
 @dataclass(eq=False)

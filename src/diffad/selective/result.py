@@ -69,6 +69,10 @@ class SelectiveTestResult:
         precision to which ``p_value`` is exact.
     message : str
         ``"no region selected"`` when M is empty, else ``""``.
+    null : str
+        What ``p_value`` was computed against: ``"selective"`` (the truncated normal of the
+        exact test), ``"gaussian"``, ``"scaled"`` or ``"conformal"``
+        (:mod:`diffad.selective.fission`), or the comparator's own reference distribution.
     """
 
     method: str
@@ -84,6 +88,7 @@ class SelectiveTestResult:
     seconds: float = 0.0
     p_value_bounds: tuple[float, float] | None = None
     message: str = ""
+    null: str = ""
 
     @property
     def selected(self) -> bool:
