@@ -151,3 +151,26 @@ def brain_split(size: int) -> dict[str, ImageSet]:
     other = brain_slices("colin27", size, slice_fraction=BAND)
     even, odd = np.arange(0, len(other), 2), np.arange(1, len(other), 2)
     return {"train": train, "calibration": other.subset(even), "test": other.subset(odd)}
+
+
+def slice_positions(names: list[str]) -> np.ndarray:
+    """Relative positions in [0, 1] of brain slices within their brain's band, from the
+    ``name:z=K`` names of :func:`brain_slices` (first slice 0, last 1). Give the names of a
+    whole band (not a subset) so that positions are comparable across brains."""
+    z = np.array([int(n.rsplit("z=", 1)[1]) for n in names], dtype=np.float64)
+    span = z.max() - z.min()
+    return (z - z.min()) / span if span > 0 else np.zeros_like(z)
+
+
+def same_position_references(images: ImageSet, brain: ImageSet) -> np.ndarray:
+    """For each slice of ``images``, the slice of another registered ``brain`` at the same
+    relative position in the band (both brains are in MNI space): (N, 1, H, W).
+
+    Used as per-image references of the region test (a healthy image of the same anatomy).
+    Both sets must come from :func:`brain_slices` with the same band (their names carry z)."""
+    here = slice_positions(images.names)
+    there = slice_positions(brain.names)
+    if len(images) < 2:
+        raise ValueError("give the slices of a whole band: positions are relative to it")
+    nearest = np.abs(here[:, None] - there[None, :]).argmin(axis=1)
+    return brain.images[nearest]
