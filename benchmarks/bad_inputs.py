@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import tempfile
 from pathlib import Path
@@ -113,11 +114,17 @@ def run_cli(command: str, extra: list[str], files: dict[str, str], out: Path) ->
 
 
 def api_cases(files: dict[str, str], method: str = "ddpm") -> list[dict[str, Any]]:
-    from diffad import DDPMLocalizer, DisyreLocalizer, SelectiveTest
+    from diffad import DDPMLocalizer, DisyreLocalizer
     from diffad.image.localizers import load_localizer
+    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
     loc = load_localizer(files["model"], device="cpu")
     loc.set_params(verbose=False)
+
+    def stored_test(**params: Any) -> SelectiveTest:
+        """The region test calibrated by train-image, with ``params`` changed."""
+        return SelectiveTest.load(Path(files["model"]) / REGION_TEST_FOLDER, loc, **params)
+
     cases = [
         (
             "decision_function on an empty array",
@@ -137,11 +144,11 @@ def api_cases(files: dict[str, str], method: str = "ddpm") -> list[dict[str, Any
         ("predict_masks level 90", lambda: loc.predict_masks(np.zeros((1, 16, 16)), level=90)),
         (
             "SelectiveTest, negative noise_var",
-            lambda: SelectiveTest(loc, noise_var=-1.0).test(np.zeros((16, 16))),
+            lambda: stored_test(noise_var=-1.0).test(np.zeros((16, 16))),
         ),
         (
             "SelectiveTest, unknown termination",
-            lambda: SelectiveTest(loc, termination="soon").test(np.zeros((16, 16))),
+            lambda: stored_test(termination="soon").test(np.zeros((16, 16))),
         ),
         ("predict before fit", lambda: DDPMLocalizer().predict(np.zeros((1, 16, 16)))),
     ]
@@ -156,8 +163,9 @@ def api_cases(files: dict[str, str], method: str = "ddpm") -> list[dict[str, Any
                 lambda: DisyreLocalizer(patch_size=32, verbose=False).fit(np.zeros((4, 16, 16))),
             ),
             (
-                "SelectiveTest with t_start on a DISYRE model",
-                lambda: SelectiveTest(loc, t_start=100).test(np.zeros((16, 16))),
+                # The DDPM's map settings are set on the localiser (not on SelectiveTest).
+                "t_start set on a DISYRE model",
+                lambda: copy.deepcopy(loc).set_params(t_start=100),
             ),
         ]
     out = []

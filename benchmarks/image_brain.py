@@ -29,6 +29,7 @@ Other scripts import the split and presets from here (``benchmarks/`` on ``sys.p
 from __future__ import annotations
 
 import argparse
+import copy
 import shlex
 import statistics
 import sys
@@ -139,7 +140,8 @@ def _maps(
 def time_maps(
     loc: DDPMLocalizer, images: np.ndarray, n_samples: int = 1, repeats: int = 3
 ) -> tuple[float, float]:
-    """Anomaly maps (SSIM-ens, reconstruction included) per second, median of ``repeats``.
+    """Anomaly maps (SSIM-ens, reconstruction included) per second, median of ``repeats``
+    (repeat r reconstructs with the noise of seed r, on a copy of ``loc``).
 
     Returns
     -------
@@ -148,10 +150,12 @@ def time_maps(
     per_cpu_second : float
         Maps per CPU second of this process (all threads), robust to other jobs.
     """
+    timed = copy.deepcopy(loc).set_params(score="ssim-ens", n_samples=n_samples)
     wall, cpu = [], []
     for r in range(repeats):
+        timed.set_params(seed=r)
         w0, c0 = time.perf_counter(), time.process_time()
-        loc.anomaly_map(images, score="ssim-ens", seed=r, n_samples=n_samples)
+        timed.anomaly_map(images)
         wall.append(time.perf_counter() - w0)
         cpu.append(time.process_time() - c0)
     return len(images) / statistics.median(wall), len(images) / statistics.median(cpu)
@@ -177,11 +181,10 @@ def score_methods(
     erosion: int,
     methods: tuple[str, ...] = DDPM_METHODS,
 ) -> dict[str, dict[str, float]]:
-    """Localisation metrics of the DDPM ``methods`` on the same reconstructions."""
-    recs = {
-        k: loc.reconstruct(data[k], seed=seed, n_samples=n_samples)
-        for k in ("val", "test", "test_healthy")
-    }
+    """Localisation metrics of the DDPM ``methods`` on the same reconstructions (the mean
+    of ``n_samples``, every image with the noise draws of ``seed``)."""
+    rec_loc = copy.deepcopy(loc).set_params(seed=seed, n_samples=n_samples)
+    recs = {k: rec_loc.reconstruct(data[k]) for k in ("val", "test", "test_healthy")}
     return {
         method: _metrics(
             report_maps(data, lambda k, method=method: _maps(data[k], recs[k], method, None),
@@ -211,11 +214,14 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
 
 
 def reproducibility(loc: DDPMLocalizer, probe: np.ndarray, seed: int) -> dict[str, Any]:
-    """Same seed → identical maps; another seed → different maps."""
-    a = loc.anomaly_map(probe, seed=seed)
+    """Same seed → identical maps; another seed → different maps (one reconstruction each,
+    the localiser's ``score``; the seed is set on copies of ``loc``)."""
+    same = copy.deepcopy(loc).set_params(seed=seed, n_samples=1)
+    other = copy.deepcopy(same).set_params(seed=seed + 1)
+    a = same.anomaly_map(probe)
     return {
-        "same_seed_identical": bool(np.array_equal(a, loc.anomaly_map(probe, seed=seed))),
-        "other_seed_max_abs_diff": float(np.abs(a - loc.anomaly_map(probe, seed=seed + 1)).max()),
+        "same_seed_identical": bool(np.array_equal(a, same.anomaly_map(probe))),
+        "other_seed_max_abs_diff": float(np.abs(a - other.anomaly_map(probe)).max()),
     }
 
 
@@ -345,6 +351,8 @@ def _run_ddpm(data, methods, cfg, lr, t_start, ddim_steps, n_samples, train_up_t
         hflip=True,
         max_shift=max(1, size // 16),
         max_train_t=t_start if train_up_to_t_start else None,
+        seed=seed,
+        n_samples=n_samples,
         random_state=seed,
         verbose=verbose,
     ).fit(data["train"])

@@ -69,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     for ts in (int(v) for v in args.t_starts.split(",")):
         if ts > args.max_train_t:
             continue
-        recs = {
-            k: [loc.reconstruct(d[k], t_start=ts, seed=j * SAMPLE_SEED_STRIDE) for j in range(4)]
-            for k, _ in SPLITS
-        }
+        # Reconstruction j: every image with the noise draws of seed j * SAMPLE_SEED_STRIDE
+        # (the draws n_samples=4 averages), at noise level ts.
+        recs: dict = {k: [] for k, _ in SPLITS}
+        for j in range(4):
+            loc.set_params(t_start=ts, seed=j * SAMPLE_SEED_STRIDE)
+            for k, _ in SPLITS:
+                recs[k].append(loc.reconstruct(d[k]))
         row = {}
         for sc in ("l1", "ssim"):
             kw = {"sigma": 1.5} if sc == "ssim" else {}

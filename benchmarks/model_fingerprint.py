@@ -4,8 +4,11 @@ Fits DTE-NP, DTE-C (with and without double softmax), DTE-IG, the tabular DDPM (
 reconstructions) and the DDPM localiser (plain and augmented) on small seeded data, and
 records a SHA-256 of each output array (training scores, test scores, loss history,
 reconstructions, maps) plus its mean. Two runs of two versions of the code give the same
-hash exactly when the outputs are bit-identical. Uses only names that exist in old and new
-versions of the package, so it can be run on an older commit (``git worktree``) too.
+hash exactly when the outputs are bit-identical. Falls back to the older module path and call
+signatures (seed, score and n_samples as arguments of each call rather than parameters of the
+localiser), so it can be run on an older commit (``git worktree``) too. The localiser's
+reconstruction and map differ between versions before and after every image got the same
+noise draws (before, image i of a batch used seed + i).
 
 Usage::
 
@@ -15,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import shlex
@@ -26,12 +30,34 @@ import numpy as np
 import torch
 
 
+def _settings_on_model(loc) -> bool:
+    """Whether the reconstruction seed is a parameter of the localiser (current versions)
+    rather than an argument of each call (older ones)."""
+    return "seed" in loc.get_params()
+
+
+def _reconstruct(loc, images: np.ndarray, seed: int) -> np.ndarray:
+    if _settings_on_model(loc):
+        return copy.deepcopy(loc).set_params(seed=seed).reconstruct(images)
+    return loc.reconstruct(images, seed=seed)
+
+
+def _anomaly_map(loc, images: np.ndarray, score: str, seed: int, n_samples: int) -> np.ndarray:
+    if _settings_on_model(loc):
+        params = {"score": score, "seed": seed, "n_samples": n_samples}
+        return copy.deepcopy(loc).set_params(**params).anomaly_map(images)
+    return loc.anomaly_map(images, score=score, seed=seed, n_samples=n_samples)
+
+
 def outputs() -> dict[str, np.ndarray]:
     from diffad.tabular import DDPMDetector, DTECategorical, DTEInverseGamma, DTENonParametric
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from diffad.image.localizer import DDPMLocalizer
+    try:
+        from diffad.image.ddpm_localizer import DDPMLocalizer
+    except ImportError:  # versions before the localiser modules were split
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from diffad.image.localizer import DDPMLocalizer
     out = {}
     rng = np.random.default_rng(0)
     X, Xt = rng.normal(size=(300, 6)), rng.normal(size=(50, 6)) * 1.5
@@ -66,9 +92,9 @@ def outputs() -> dict[str, np.ndarray]:
             verbose=False, device="cpu", random_state=2, **extra,
         ).fit(imgs)  # fmt: skip
         out[f"{name}.loss"] = np.asarray(loc.loss_history_)
-        out[f"{name}.reconstruction"] = loc.reconstruct(imgs[:4], seed=5)
-        out[f"{name}.ssim_ens_map"] = loc.anomaly_map(
-            imgs[:4], score="ssim-ens", seed=1, n_samples=2
+        out[f"{name}.reconstruction"] = _reconstruct(loc, imgs[:4], seed=5)
+        out[f"{name}.ssim_ens_map"] = _anomaly_map(
+            loc, imgs[:4], score="ssim-ens", seed=1, n_samples=2
         )
     return out
 

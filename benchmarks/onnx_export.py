@@ -198,11 +198,13 @@ def _nest_intervals_order(model_proto) -> None:
 def canonical_noise(
     shape: Sequence[int], chain: ReconstructionChain, seed: int
 ) -> list[torch.Tensor]:
-    """The noise diffad's selection uses for ``seed``, as float64 tensors.
+    """The noise of a ``DDPMLocalizer(seed=seed)`` (its maps and its region test), as
+    float64 tensors.
 
-    ``chain.draw_noise`` is called with its default float32 dtype, exactly as
-    ``DDPMLocalizer`` and ``SelectiveTest`` call it, and then widened: the constants in the
-    exported graph are the float32-rounded draws, as in diffad's float64 tracer.
+    ``chain.draw_noise`` is called with its default float32 dtype, exactly as the localiser
+    calls it for its ``seed`` (the noise draws of its ``region_map_definition()``, which
+    ``SelectiveTest`` traces), and then widened: the constants in the exported graph are the
+    float32-rounded draws, as in diffad's float64 tracer.
     """
     return [n.to(torch.float64) for n in chain.draw_noise(shape, seed)]
 
@@ -226,8 +228,8 @@ def export_reconstruction(
     image_shape : sequence of int
         (C, H, W) of one image.
     seed : int
-        Reconstruction seed: the noise is :func:`canonical_noise`, the same draw diffad's
-        selection (``SelectiveTest(seed=...)``) uses for that seed.
+        Reconstruction seed: the noise is :func:`canonical_noise`, the same draw a localiser
+        with that ``seed`` (``loc.set_params(seed=...)``) reconstructs and tests with.
     path : str or Path, optional
         Also write the model there.
     opset : int

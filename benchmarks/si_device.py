@@ -38,8 +38,9 @@ from diffad.selective.ray_backend import portable  # noqa: E402
 LAM = 0.8  # the published synthetic setting
 
 
-def tiny_localizer(seed: int = 0) -> Any:
-    """An untrained two-level U-Net with the published chain (CI mode: seconds, not hours)."""
+def tiny_localizer(seed: int = 0, size: int = 8) -> Any:
+    """An untrained two-level U-Net with the published chain for ``size`` × ``size`` images
+    (CI mode: seconds, not hours)."""
     from diffad.diffusion.schedules import NoiseSchedule
     from diffad.diffusion.unet import UNet, UNetConfig
     from diffad.image.ddpm_localizer import DDPMLocalizer
@@ -48,16 +49,21 @@ def tiny_localizer(seed: int = 0) -> Any:
     loc = DDPMLocalizer(t_start=460, ddim_steps=5, eta=1.0)
     loc.model_ = UNet(UNetConfig(channels=[4, 8])).eval()
     loc.noise_schedule_ = NoiseSchedule.linear(1000)
+    # What fit() would set: the image shape (prepare() and the noise draws read it) and no
+    # preprocessing.
+    loc.image_shape_ = (1, size, size)
+    loc.preprocessing_ = None
     return loc
 
 
 def null_pairs(tester: SelectiveTest, size: int, count: int, seed: int) -> list:
-    """The first ``count`` null pairs whose selected region is non-empty."""
+    """The first ``count`` null pairs whose selected region is non-empty (float64 pairs in
+    model layout, tested as they are with ``test_prepared``)."""
     rng = np.random.default_rng(seed)
     pairs: list = []
     while len(pairs) < count:
         x, r = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-        if tester.test(x, r, "naive").selected:
+        if tester.test_prepared(x, r, "naive").selected:
             pairs.append((x, r))
     return pairs
 
@@ -83,7 +89,7 @@ def time_size(tester: SelectiveTest, device: torch.device, size: int, images: in
     for x, r in null_pairs(tester, size, images, seed):
         _sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = tester.test(x, r)
+        res = tester.test_prepared(x, r)
         _sync(device)
         rows.append(
             {
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for size in sizes:
         if args.ci:
-            loc = tiny_localizer()
+            loc = tiny_localizer(size=size)
         else:
             loc = get_localizer(size, args.train_steps, 0, verbose=False, device=str(device))
         tester = SelectiveTest(loc, 1.0, lam=LAM, device=str(device), termination="precision")

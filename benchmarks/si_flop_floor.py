@@ -104,7 +104,7 @@ def calls_per_point(size: int, train_steps: int, trials: int) -> dict:
     calls = points = done = trial = 0
     c0 = time.process_time()
     while done < trials:
-        res = tester.test(*draw_trial(size, 0.0, "iid", 0, trial))
+        res = tester.test_prepared(*draw_trial(size, 0.0, "iid", 0, trial))
         trial += 1
         if res.selected:
             calls, points, done = calls + res.n_network_calls, points + res.n_pieces, done + 1

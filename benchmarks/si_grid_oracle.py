@@ -36,7 +36,8 @@ def grid_membership(loc, a, b, grid, size: int, seed: int, chunk: int = 500) -> 
     """M(a + b·z) == M_obs at every grid point, by direct float64 reconstructions."""
     net = copy.deepcopy(loc.model_).double().eval()
     chain = loc.chain()
-    # The same noise as SelectiveTest: drawn in float64, stored in float32, used in float64.
+    # The same noise as the localiser of ``seed`` (its maps and its region test): drawn in
+    # float64, stored in float32, used in float64.
     noises = [n.double() for n in chain.draw_noise((1, 1, size, size), seed)]
     out = []
     for s in range(0, len(grid), chunk):
@@ -67,7 +68,8 @@ def main() -> None:
     tester = SelectiveTest(loc, sigma, lam=LAM, batch_size=16, device="cpu")
     machine = machine_info()
     t0 = time.perf_counter()
-    res = tester.test(x, r)
+    # The float64 pair as drawn (model layout, no preprocessing), as si_validity.py tests it.
+    res = tester.test_prepared(x, r)
     if not res.selected:
         raise SystemExit("no region selected in this trial: pick another --trial")
     m = res.region.reshape(-1)
@@ -78,7 +80,7 @@ def main() -> None:
     b = s1 / (k * sd)
     a = x.reshape(-1) - res.z * b
     grid = np.linspace(res.z - args.width, res.z + args.width, args.points)
-    inside = (grid_membership(loc, a, b, grid, args.size, tester.seed) == m[None]).all(axis=1)
+    inside = (grid_membership(loc, a, b, grid, args.size, loc.seed) == m[None]).all(axis=1)
     ivs = res.intervals
     found = ((grid[:, None] >= ivs[:, 0]) & (grid[:, None] <= ivs[:, 1])).any(axis=1)
     mismatch = grid[found != inside]

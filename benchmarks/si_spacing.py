@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> dict:
         rows = []
         for trial, (x, r) in pairs.items():
             c0 = time.process_time()
-            res = tester.test(x, r, "parametric")
+            res = tester.test_prepared(x, r, "parametric")
             cpu = time.process_time() - c0
             if not res.selected:
                 continue

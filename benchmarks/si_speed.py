@@ -35,12 +35,13 @@ from diffad.selective.tracer import ReconstructionTracer  # noqa: E402
 
 
 def null_pairs(tester: SelectiveTest, size: int, count: int, seed: int) -> list:
-    """The first ``count`` null pairs with a non-empty selected region."""
+    """The first ``count`` null pairs with a non-empty selected region (float64 pairs in
+    model layout, tested as they are with ``test_prepared``)."""
     rng = np.random.default_rng(seed)
     pairs = []
     while len(pairs) < count:
         x, r = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-        if tester.test(x, r, "naive").selected:
+        if tester.test_prepared(x, r, "naive").selected:
             pairs.append((x, r))
     return pairs
 
@@ -121,6 +122,11 @@ def main() -> None:
     machine = machine_info()
     msize = args.model_size or args.size
     loc = get_localizer(msize, args.train_steps, 0, batch_size=args.train_batch_size)
+    if msize != args.size:
+        # The U-Net is fully convolutional: run the model of size msize on D × D images. The
+        # localiser's image shape is what its inputs are checked against and what its noise
+        # draws (seed 0) are shaped by.
+        loc.image_shape_ = (loc.image_shape_[0], args.size, args.size)
     modes = {"precision_1e-3": {"termination": "precision", "precision": 1e-3}}
     if args.exhaustive:
         modes["exhaustive_zmax10"] = {"termination": "exhaustive", "z_max": 10.0}
@@ -136,7 +142,7 @@ def main() -> None:
         tester = SelectiveTest(loc, 1.0, lam=LAM, device="cpu", batch_size=args.batch_size, **kw)
         rows = []
         for x, r in pairs:
-            res, wall, cpu = timed(lambda x=x, r=r, t=tester: t.test(x, r))
+            res, wall, cpu = timed(lambda x=x, r=r, t=tester: t.test_prepared(x, r))
             rows.append(
                 {
                     "p_value": res.p_value,

@@ -58,7 +58,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import si_models  # noqa: E402
-from onnx_export import export_reconstruction, reference_reconstruction  # noqa: E402
+from onnx_export import (  # noqa: E402
+    canonical_noise,
+    export_reconstruction,
+    reference_reconstruction,
+)
 from si_vs_si4onnx_summary import default_agreement  # noqa: E402
 
 from diffad.provenance import machine_info, write_json  # noqa: E402
@@ -95,9 +99,23 @@ def setup_venv(venv: str | None) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def use_noise(loc, rec_seed: int, chain) -> None:
+    """Set the localiser's reconstruction seed to ``rec_seed`` (the map and the region test
+    use the localiser's noise draws) and check that its draws are the noise exported to
+    ONNX for that seed (``onnx_export.canonical_noise``), bit for bit."""
+    loc.set_params(seed=rec_seed)
+    ours = loc.region_map_definition().noises
+    exported = canonical_noise((1, *loc.image_shape_), chain, rec_seed)
+    if len(ours) != len(exported) or not all(
+        torch.equal(a.to(torch.float64), b) for a, b in zip(ours, exported, strict=True)
+    ):
+        raise RuntimeError(f"the localiser's noise for seed {rec_seed} is not the exported one")
+
+
 def draw_pairs(size: int, n: int, seed: int, delta: float, loc, lam: float) -> tuple:
     """``n`` pairs (X, X') with a non-empty selected region, their reconstruction seeds and
-    the number of pairs skipped because M was empty."""
+    the number of pairs skipped because M was empty. Leaves ``loc`` at the seed of the last
+    pair drawn."""
     rng = np.random.default_rng(seed)
     side = size // 3
     out, skipped, k = [], 0, 0
@@ -108,9 +126,8 @@ def draw_pairs(size: int, n: int, seed: int, delta: float, loc, lam: float) -> t
             x[:, :side, :side] += delta
         rec_seed = k
         k += 1
-        res = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu").test(
-            x, ref, method="naive"
-        )
+        loc.set_params(seed=rec_seed)
+        res = SelectiveTest(loc, 1.0, lam=lam, device="cpu").test_prepared(x, ref, "naive")
         if not res.selected:
             skipped += 1
             continue
@@ -120,10 +137,15 @@ def draw_pairs(size: int, n: int, seed: int, delta: float, loc, lam: float) -> t
 
 def run_diffad(loc, x, ref, rec_seed: int, lam: float, modes: list) -> dict:
     """diffad's modes on one pair; each timed from a fresh SelectiveTest (the tracer set-up
-    for this noise realisation is part of the cost of a p-value)."""
+    for this noise realisation is part of the cost of a p-value).
+
+    The pair is tested as given, in float64 (``test_prepared``: the images are in model
+    layout, no preprocessing), as si4onnx receives it; ``loc`` is set to ``rec_seed``.
+    """
     runs = {}
+    loc.set_params(seed=rec_seed)
     # z_obs (for the range of the exact mode) from the cheap naive test, not timed
-    z_obs = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu").test(x, ref, "naive").z
+    z_obs = SelectiveTest(loc, 1.0, lam=lam, device="cpu").test_prepared(x, ref, "naive").z
     configs = {
         "default": {},
         "precision": {"termination": "precision", "precision": 1e-3},
@@ -132,8 +154,8 @@ def run_diffad(loc, x, ref, rec_seed: int, lam: float, modes: list) -> dict:
     for name in modes:
         kw = configs[name]
         t0, c0 = time.perf_counter(), time.process_time()
-        st = SelectiveTest(loc, 1.0, lam=lam, seed=rec_seed, device="cpu", **kw)
-        res = st.test(x, ref, method="parametric")
+        st = SelectiveTest(loc, 1.0, lam=lam, device="cpu", **kw)
+        res = st.test_prepared(x, ref, method="parametric")
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         runs[name] = {
             "p_value": res.p_value,
@@ -374,6 +396,7 @@ def main() -> int:
         specs = []
         for i, (x, ref, rec_seed) in enumerate(pairs):
             onnx_path = tmpd / f"img{i}.onnx"
+            use_noise(loc, rec_seed, chain)  # the noise exported is the noise diffad traces
             export_reconstruction(loc.model_, chain, loc.image_shape_, rec_seed, onnx_path)
             np.save(tmpd / f"img{i}_x.npy", x[None])
             np.save(tmpd / f"img{i}_ref.npy", ref[None])
@@ -428,7 +451,8 @@ def main() -> int:
             if Path(specs[i]["recon_out"]).exists():
                 onnx_rec = np.load(specs[i]["recon_out"])
                 ref64 = reference_reconstruction(loc.model_, chain, x[None], rec_seed)
-                ref32 = loc.reconstruct(x[None], seed=rec_seed)
+                loc.set_params(seed=rec_seed)
+                ref32 = loc.reconstruct(x[None])
                 per_image[i]["onnx_check"] = {
                     "max_abs_diff_vs_diffad_float64": float(np.abs(onnx_rec - ref64).max()),
                     "max_abs_diff_vs_localizer_float32": float(np.abs(onnx_rec - ref32).max()),

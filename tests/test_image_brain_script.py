@@ -34,6 +34,7 @@ def test_unknown_method(image_brain):
 
 
 def test_same_band_as_the_demo(image_brain):
-    from diffad.demo.brain import BAND
+    # The demo takes its slices from brain_split, whose band is diffad.data.brain.BAND.
+    from diffad.data.brain import BAND
 
     assert image_brain.BAND == BAND == (0.25, 0.8)
