@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     size = SETTINGS["full"]["size"]
     train_set = brain_slices("mni152", size, slice_fraction=BAND)
     colin = brain_slices("colin27", size, slice_fraction=BAND)
-    matched = same_position_references(colin, train_set)
+    matched = same_position_references(colin.names, colin.names, train_set)
     start = time.perf_counter()
     loc = train(args.localizer, train_set.images, not args.quiet)
     result: dict[str, Any] = {

@@ -47,8 +47,11 @@ def files(tmp_path_factory):
     return root
 
 
-def _args(root, *extra):
-    return ["test", "--model", str(root / "model"), "--device", "cpu", "--quiet", *extra]
+def _args(root, *extra, method="parametric"):
+    return [
+        "test", "--model", str(root / "model"), "--device", "cpu", "--quiet",
+        "--method", method, *extra,
+    ]  # fmt: skip
 
 
 def test_defaults_from_the_calibrated_model_and_run_folder(files, capsys):
@@ -63,10 +66,35 @@ def test_defaults_from_the_calibrated_model_and_run_folder(files, capsys):
     assert 0 <= entry["p_selective"] <= 1 and 0 <= entry["p_naive"] <= 1
     assert entry["rejected"] == (entry["p_selective_bounds"][1] < 0.05)
     cal = doc["calibration"]
-    assert cal["n_images"] == 4 and 0 <= cal["band"][0] <= cal["band"][1] <= 1
+    assert cal["n_images"] == 2 and 0 <= cal["band"][0] <= cal["band"][1] <= 1  # 8 × 0.25
     arrays = np.load(out / "arrays.npz")
     assert arrays["regions"].shape == (1, 8, 8) and arrays["regions"].dtype == bool
     assert arrays["regions"].sum() == entry["region_pixels"]
+
+
+def test_the_default_region_test_is_fission_against_healthy_images(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    loc = DDPMLocalizer(
+        unet={"channels": [4, 8]}, t_start=200, train_steps=5, batch_size=8, device="cpu",
+        verbose=False, score="l1",
+    ).fit(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))  # fmt: skip
+    healthy = rng.standard_normal((48, 1, 8, 8)).astype(np.float32)
+    loc.calibrate(healthy).save(tmp_path / "m")
+    tester = SelectiveTest(loc).calibrate(healthy)
+    tester.save(tmp_path / "m" / REGION_TEST_FOLDER)
+    x = rng.standard_normal((8, 8))
+    x[1:7, 1:7] += 6.0
+    np.save(tmp_path / "x.npy", x)
+    argv = ["test", "--model", str(tmp_path / "m"), "--images", str(tmp_path / "x.npy")]
+    assert main(argv + ["--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "fission p" in text and "conformal null" in text and "noise-model check" in text
+    doc = json.loads((tmp_path / "run" / "report.json").read_text())
+    (entry,) = doc["images"]
+    assert entry["p_method"] == "fission, conformal null" == doc["region_test"]
+    n_null = len(tester.null_z_["fission"])
+    assert entry["p_selective"] == pytest.approx(1 / (n_null + 1))  # beyond every healthy one
+    assert "noise_check" in doc["calibration"]
 
 
 def test_decision_prints_a_bracket_not_a_p_value(files, capsys):

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffad.cli._images import add_input_args, add_runtime_args
-from diffad.selective import METHODS, TERMINATIONS
+from diffad.selective import DEFAULT_METHOD, DEFAULT_NULL, METHODS, TERMINATIONS
 
 
 def parse_noise_var(value: str | None) -> float | np.ndarray | None:
@@ -60,6 +60,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ref.add_argument(
         "--references", default=None, help="healthy images whose mean is the reference"
     )
+    ref.add_argument(
+        "--paired-references",
+        default=None,
+        help="one healthy reference per image: a folder matched by file name, or a registered "
+        "healthy brain (mni152, colin27) matched by slice position; required for a model "
+        "calibrated with paired references",
+    )
     p.add_argument(
         "--noise-var",
         default=None,
@@ -67,7 +74,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default: the model's estimate from healthy images)",
     )
     p.add_argument("--lam", type=float, default=None, help="threshold λ (default: the model's)")
-    p.add_argument("--method", default="parametric", choices=METHODS)
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=METHODS,
+        help="fission: select on X + τZ, test on X - Z/τ against --null (milliseconds, no "
+        "search; the default, measured in docs/benchmarks/region_power.md); parametric: the "
+        "exact DAL-Test (conditions on the exact region); oc, naive, bonferroni, permutation",
+    )
+    p.add_argument(
+        "--null",
+        default=DEFAULT_NULL,
+        choices=("gaussian", "scaled", "conformal"),
+        help="what the fission / naive statistic is compared with: conformal = its rank among "
+        "held-out healthy images (exact whenever the image and those are exchangeable); "
+        "scaled = Student t with the healthy scale; gaussian = N(0, 1)",
+    )
+    p.add_argument("--tau", type=float, default=None, help="fission τ (default: the model's, 1)")
     p.add_argument(
         "--filter-size", type=int, default=None, help="mean filter side (default: the model's, 3)"
     )
@@ -178,6 +201,11 @@ def _reference(
     from diffad.cli._images import read_images
 
     spec = args.reference or args.references
+    if getattr(tester, "offset_", None) is not None and spec is not None:
+        raise ValueError(
+            "this model's region test was calibrated with paired references: give "
+            "--paired-references, not --reference/--references"
+        )
     if spec is None:
         if not tester.calibrated:
             raise ValueError(
@@ -204,7 +232,9 @@ def describe(result: Any, termination: str, alpha: float) -> str:
             f"{result.region_size} px, p in [{lo:.3g}, {hi:.3g}]: {result.decision(alpha)} "
             f"at alpha = {alpha:g} ({naive})"
         )
-    return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
+    if result.method in ("parametric", "oc"):
+        return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
+    return f"{result.region_size} px, {result.method} p {result.p_value:.3g} ({result.null} null)"
 
 
 def map_overrides(args: argparse.Namespace, loc: Any) -> None:
@@ -226,12 +256,39 @@ def map_overrides(args: argparse.Namespace, loc: Any) -> None:
     loc.set_params(**given)
 
 
+def _paired(args: argparse.Namespace, loc: Any, tester: Any, raw: Any) -> list | None:
+    """Each image's own reference (prepared) from ``--paired-references``; None without it.
+
+    Raises
+    ------
+    ValueError
+        A region test calibrated with paired references run without them.
+    """
+    if args.paired_references is None:
+        if getattr(tester, "offset_", None) is not None:
+            raise ValueError(
+                "this model's region test was calibrated with paired references: give "
+                "--paired-references (a folder matched by file name, or e.g. mni152)"
+            )
+        return None
+    from diffad.data.references import paired_references
+
+    refs = paired_references(
+        raw, args.images, args.paired_references, loc.image_shape_[1],
+        npy_3d=args.npy_3d, axis=args.axis,
+    )  # fmt: skip
+    tester.reference_var_factor = None if getattr(tester, "offset_", None) is not None else 1.0
+    return list(loc.prepare(refs).astype(np.float64))
+
+
 def make_tester(args: argparse.Namespace, loc: Any) -> Any:
     """The region test of ``loc`` with the options of ``args``: calibrated from the model
     folder's ``region_test`` when ``train-image`` stored one."""
     from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
     params = {
+        "method": args.method,
+        "null": args.null,
         "noise_var": parse_noise_var(args.noise_var),
         "lam": args.lam,
         "termination": args.termination,
@@ -248,6 +305,8 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
         tester = SelectiveTest(loc, **params)
     if args.filter_size is not None:
         tester.filter_size = args.filter_size
+    if args.tau is not None:
+        tester.tau = args.tau
     return tester
 
 
@@ -268,27 +327,38 @@ def run(args: argparse.Namespace) -> int:
     tester.validate(loc.image_shape_)  # a setting that fails every image fails once, here
     # One reconstruction per image: the report's maps and the tested regions come from it.
     result = loc.localize(raw.images)
-    reference, factor = _reference(args, loc, tester)
-    tester.reference_var_factor = factor
+    references = _paired(args, loc, tester, raw)
+    if references is None:
+        reference, factor = _reference(args, loc, tester)
+        tester.reference_var_factor = factor
+        references = None if reference is None else [reference] * len(raw)
     log = result_log(args)
     if log is not None and len(log):
         print(f"resuming: {len(log)} result(s) already in {log.path}")
-    results = compute_results(args, tester, raw.names, result.image, reference, log)
+    results = compute_results(args, tester, raw.names, result.image, references, log)
     check, check_p = None, []
-    checked = not (args.reference or args.references) and args.method == "parametric"
+    user_reference = args.reference or args.references
+    checked = not user_reference and args.method in ("parametric", "fission")
     kept = getattr(tester, "check_images_", None)
     n_check = 0 if kept is None or not checked else len(kept)
     n_check = n_check if args.check is None else min(max(args.check, 0), n_check)
     if n_check:
         from diffad.selective.noise import healthy_check
 
-        check, check_p = healthy_check(tester, kept[:n_check], args.alpha, not args.quiet)
+        kept_refs = tester.check_references_
+        check, check_p = healthy_check(
+            tester, kept[:n_check], args.alpha, not args.quiet,
+            references=None if kept_refs is None else kept_refs[:n_check],
+        )  # fmt: skip
         print(check.message())
+    if getattr(tester, "noise_check_", None) is not None:
+        print(tester.noise_check_.message())
     if args.out and not args.out.endswith(".jsonl"):
         report, arrays = build_report(
             "test", f"diffad test: {args.images}", loc, args.model, raw.names, result,
             alpha=args.alpha, region_results=results, exact=args.termination != "decision",
             check=(check, check_p) if check is not None else None,
+            noise_check=getattr(tester, "noise_check_", None),
         )  # fmt: skip
         html = finish_report(save_run(args.out, report, arrays))
         print(f"report: {html}")
@@ -300,7 +370,7 @@ def compute_results(
     tester: Any,
     names: list[str],
     data: np.ndarray,
-    reference: np.ndarray | None,
+    references: list | None,
     log: Any,
 ) -> list[Any]:
     """Each image's result (an error message for a failed test), in input order.
@@ -322,7 +392,7 @@ def compute_results(
     stream = iter_tests(
         tester,
         [data[i] for i in todo],
-        None if reference is None else [reference] * len(todo),
+        None if references is None else [references[i] for i in todo],
         args.method,
         backend=args.backend,
         n_jobs=args.workers,

@@ -70,6 +70,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="normal images for calibration (default: hold out --calibration-fraction of --data)",
     )
     p.add_argument(
+        "--paired-references",
+        default=None,
+        help="one healthy reference per calibration image for the region test: a folder "
+        "matched by file name, or a registered healthy brain (mni152, colin27) matched by "
+        "slice position; then diffad test needs --paired-references too",
+    )
+    p.add_argument(
         "--calibration-fraction",
         type=float,
         default=0.25,
@@ -190,14 +197,14 @@ def _method_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _calibrate_region_test(loc: Any, images: Any, out: Path) -> Any:
-    """Calibrate the region test (reference, noise model, λ) on the healthy calibration
-    images and store it in ``out/region_test``; None (with a note) when the model's map
-    cannot be traced."""
+def _calibrate_region_test(loc: Any, images: Any, references: Any, out: Path) -> Any:
+    """Calibrate the region test (reference, noise model, λ, healthy nulls) on the healthy
+    calibration images (with their paired ``references``, if any) and store it in
+    ``out/region_test``; None (with a note) when the model's map cannot be traced."""
     from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
     try:
-        tester = SelectiveTest(loc).calibrate(images)
+        tester = SelectiveTest(loc).calibrate(images, references)
     except ValueError as err:
         print(f"note: no region test for this model: {err}")
         return None
@@ -246,7 +253,15 @@ def run(args: argparse.Namespace) -> int:
                 f"the model is saved, uncalibrated, in {out}; calibration failed: {err}"
             ) from err
         loc.save(args.out)
-        tester = _calibrate_region_test(loc, cal.images, out)
+        references = None
+        if args.paired_references is not None:
+            from diffad.data.references import paired_references
+
+            spec = args.calibration or args.data
+            references = paired_references(
+                cal, spec, args.paired_references, args.size, npy_3d=args.npy_3d, axis=args.axis
+            )
+        tester = _calibrate_region_test(loc, cal.images, references, out)
     summary = {
         "images": len(train),
         "calibration_images": 0 if cal is None else len(cal),
@@ -275,5 +290,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{tester.noise_kind_}, {len(tester.check_images_)} kept for the check"
             )
         )
+        if tester is not None:
+            print(tester.noise_check_.message())
     print(f"model: {out}")
     return 0

@@ -153,24 +153,27 @@ def brain_split(size: int) -> dict[str, ImageSet]:
     return {"train": train, "calibration": other.subset(even), "test": other.subset(odd)}
 
 
-def slice_positions(names: list[str]) -> np.ndarray:
+def slice_positions(names: list[str], band_names: list[str]) -> np.ndarray:
     """Relative positions in [0, 1] of brain slices within their brain's band, from the
-    ``name:z=K`` names of :func:`brain_slices` (first slice 0, last 1). Give the names of a
-    whole band (not a subset) so that positions are comparable across brains."""
-    z = np.array([int(n.rsplit("z=", 1)[1]) for n in names], dtype=np.float64)
-    span = z.max() - z.min()
-    return (z - z.min()) / span if span > 0 else np.zeros_like(z)
+    ``name:z=K`` names of :func:`brain_slices`: 0 at the band's first slice (in
+    ``band_names``, the whole band of that brain), 1 at its last."""
+
+    def z_of(items: list[str]) -> np.ndarray:
+        return np.array([int(n.rsplit("z=", 1)[1]) for n in items], dtype=np.float64)
+
+    band = z_of(band_names)
+    span = band.max() - band.min()
+    return (z_of(names) - band.min()) / (span if span > 0 else 1.0)
 
 
-def same_position_references(images: ImageSet, brain: ImageSet) -> np.ndarray:
-    """For each slice of ``images``, the slice of another registered ``brain`` at the same
-    relative position in the band (both brains are in MNI space): (N, 1, H, W).
-
-    Used as per-image references of the region test (a healthy image of the same anatomy).
-    Both sets must come from :func:`brain_slices` with the same band (their names carry z)."""
-    here = slice_positions(images.names)
-    there = slice_positions(brain.names)
-    if len(images) < 2:
-        raise ValueError("give the slices of a whole band: positions are relative to it")
+def same_position_references(
+    names: list[str], band_names: list[str], brain: ImageSet
+) -> np.ndarray:
+    """For each slice named in ``names`` (of a brain whose whole band is ``band_names``), the
+    slice of another registered ``brain`` (the same band of it, from :func:`brain_slices`) at
+    the same relative position: (N, 1, H, W). Both brains are in MNI space, so it shows the
+    same anatomy: a healthy reference per slice for the region test."""
+    here = slice_positions(names, band_names)
+    there = slice_positions(brain.names, brain.names)
     nearest = np.abs(here[:, None] - there[None, :]).argmin(axis=1)
     return brain.images[nearest]

@@ -50,6 +50,7 @@ def build_report(
     region_results: list[Any] | None = None,
     exact: bool = True,
     check: tuple[Any, list] | None = None,
+    noise_check: Any = None,
     synthetic_lesions: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -81,6 +82,8 @@ def build_report(
         bracket and the decision are written).
     check : (CalibrationCheck, list), optional
         The healthy calibration check and its p-values.
+    noise_check : RegionMeanCheck, optional
+        The region test's check of its noise model (shown with the calibration check).
     synthetic_lesions : bool
         Whether lesions were made by diffad (the demo).
     extra : dict, optional
@@ -111,6 +114,9 @@ def build_report(
     if check is not None:
         found, p_values = check
         calibration = {**found.to_dict(), "message": found.message(), "p_values": p_values}
+        if noise_check is not None:
+            calibration["noise_check"] = {**noise_check.to_dict(), "message": noise_check.message()}
+    methods = sorted({e["p_method"] for e in entries if e.get("p_method")})
     report = {
         "kind": kind,
         "title": title,
@@ -121,6 +127,7 @@ def build_report(
         "synthetic_lesions": synthetic_lesions,
         "images": entries,
         "calibration": calibration,
+        "region_test": ", ".join(methods) or None,
         # The check stops at its decisions, so its p-values are not exact: no QQ plot of them.
         "null_p_values": {},
         **(extra or {}),
@@ -173,6 +180,7 @@ def image_entries(
                 "p_selective": None,
                 "p_selective_bounds": None,
                 "p_naive": None,
+                "p_method": None,
                 "rejected": None,
                 "test_message": None,
             }
@@ -199,6 +207,7 @@ def add_region_results(
         if bounds is None and res.p_value is not None:
             bounds = [float(res.p_value)] * 2  # an exact p is its own bracket in the report
         entry.update(
+            p_method=method_label(res.method, res.null),
             region_pixels=res.region_size,
             p_selective=float(res.p_value) if exact and res.p_value is not None else None,
             p_selective_bounds=bounds,
@@ -206,6 +215,17 @@ def add_region_results(
             rejected=reject_at(bounds, alpha) if res.selected else False,
             test_message=res.message or None,
         )
+
+
+def method_label(method: str, null: str) -> str:
+    """How a region p-value was computed, for a reader: e.g. ``"fission, conformal null"``."""
+    if method == "parametric":
+        return "exact DAL-Test (selective)"
+    if method == "oc":
+        return "DAL-Test over-conditioned (selective)"
+    if method in ("fission", "naive") and null:
+        return f"{method}, {null} null"
+    return method
 
 
 def run_context(kind: str) -> dict:

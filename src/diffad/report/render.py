@@ -214,9 +214,12 @@ def _calibration(cal: dict[str, Any]) -> dict[str, Any] | None:
     def number(key: str) -> float | None:
         return _number(cal.get(key), f"calibration {key}")
 
+    noise = cal.get("noise_check")
     return {
         "adequate": cal.get("adequate") is not False,
         "message": cal.get("message"),
+        "noise_message": noise.get("message") if isinstance(noise, dict) else None,
+        "noise_fits": noise.get("fits") is not False if isinstance(noise, dict) else True,
         "alpha": format_number(number("alpha")),
         "rate": format_fraction(number("healthy_rejection_rate")),
         "band": "[{}, {}]".format(*(format_fraction(_number(b, "calibration band")) for b in band)),
@@ -271,6 +274,7 @@ def _image_row(
         "p_selective": format_p(entry.get("p_selective")),
         "p_bounds": None if not bounds else f"[{format_p(bounds[0])}, {format_p(bounds[1])}]",
         "p_naive": format_p(entry.get("p_naive")),
+        "p_method": entry.get("p_method") or MISSING,
         "decision": decision(entry, alpha, report_alpha),
         "test_message": entry.get("test_message"),
         "figure": image_figure(arrays, i, vmax),
@@ -339,6 +343,7 @@ def _context(
         "q": format_number(_number(report.get("q"), "q")),
         "synthetic": synthetic,
         "calibration": _calibration(_object(report, "calibration")),
+        "region_test": report.get("region_test"),
         "show_lesion": any(e.get("has_lesion") is not None for e in entries),
         "rows": rows,
         "counts": _counts(entries, rows, format_number(level)),

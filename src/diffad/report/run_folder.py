@@ -23,7 +23,8 @@ Every image command writes the same two files, which ``diffad report`` renders:
               "bh_selected": bool | null,  # selected by Benjamini-Hochberg at q
               "mask_pixels": int | null,   # pixels above the healthy 99th percentile
               "region_pixels": int | null, # pixels of the region the selective test tested
-              "p_selective": float | null, # selective (DAL-Test) p-value of that region
+              "p_selective": float | null, # p-value of that region, by the region test
+              "p_method": str | null,      # which test, e.g. "fission, conformal null"
               "p_selective_bounds": [lo, hi] | null,
               "p_naive": float | null,     # 2 Phi(-|z|): ignores the selection (invalid)
               "rejected": bool | null,     # p_selective < alpha (or the certain decision)
@@ -31,8 +32,10 @@ Every image command writes the same two files, which ``diffad report`` renders:
           }],
           "calibration": null | {          # healthy calibration check of the region test
               "alpha", "n_healthy", "n_images", "n_rejected", "healthy_rejection_rate",
-              "band": [lo, hi], "adequate": bool, "message": str, "p_values": [...]
+              "band": [lo, hi], "adequate": bool, "message": str, "p_values": [...],
+              "noise_check": {"radii", "variance", "band", "fits", "message"}  # Σ on region means
           },
+          "region_test": str | null,       # the region test(s) behind p_selective
           "null_p_values": {name: [...]}   # p-values of known-healthy images (QQ plots)
         }
 

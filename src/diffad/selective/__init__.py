@@ -15,6 +15,10 @@ from diffad._lazy import lazy_exports
 METHODS = ("fission", "parametric", "oc", "naive", "bonferroni", "permutation")
 #: Methods whose statistic is calibrated against healthy images (``null``).
 NULL_METHODS = ("fission", "naive")
+#: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,
+#: chosen by ``benchmarks/region_power.py`` (docs/benchmarks/region_power.md).
+DEFAULT_METHOD = "fission"
+DEFAULT_NULL = "conformal"
 #: Stopping rules of the parametric search (:mod:`diffad.selective.search`).
 TERMINATIONS = ("exhaustive", "precision", "decision")
 
@@ -25,5 +29,5 @@ _EXPORTS = {
     "ReconstructionTracer": "diffad.selective.tracer",
     "RestorationEnsembleTracer": "diffad.selective.ensemble_tracer",
 }
-__all__ = [*_EXPORTS, "METHODS", "TERMINATIONS"]
+__all__ = [*_EXPORTS, "METHODS", "TERMINATIONS", "DEFAULT_METHOD", "DEFAULT_NULL"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

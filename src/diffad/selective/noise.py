@@ -244,6 +244,7 @@ def healthy_check(
     alpha: float = 0.05,
     verbose: bool = False,
     cached: Callable[[int, Callable[[], Any]], Any] | None = None,
+    references: Any = None,
 ) -> tuple[CalibrationCheck, list[float | None]]:
     """Run the region test on healthy images and summarise it with :func:`healthy_rejection_rate`.
 
@@ -262,6 +263,9 @@ def healthy_check(
     cached : callable, optional
         ``cached(k, compute)`` returns image k's test result, calling ``compute()`` only when
         it does not have it (for resumable runs, e.g. ``ResultLog.get_or_run``).
+    references : array-like, optional
+        One reference per image (e.g. ``check_references_``) for a test calibrated with
+        paired references.
 
     Returns
     -------
@@ -277,8 +281,14 @@ def healthy_check(
     checker.termination, checker.alpha = "decision", alpha
 
     p_values = []
-    for k, x in enumerate(tqdm(images, desc="healthy calibration check", disable=not verbose)):
-        compute = lambda x=x: checker.test_prepared(np.asarray(x, dtype=np.float64))  # noqa: E731
+    refs = [None] * len(images) if references is None else list(references)
+    pairs = zip(images, refs, strict=True)
+    for k, (x, r) in enumerate(
+        tqdm(pairs, total=len(refs), desc="healthy calibration check", disable=not verbose)
+    ):
+        compute = lambda x=x, r=r: checker.test_prepared(  # noqa: E731
+            np.asarray(x, dtype=np.float64), None if r is None else np.asarray(r, np.float64)
+        )
         res = cached(k, compute) if cached else compute()
         p_values.append(float(res.p_value) if res.selected else None)
     return healthy_rejection_rate(p_values, alpha), p_values

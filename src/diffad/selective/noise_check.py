@@ -35,7 +35,7 @@ class RegionMeanCheck:
     Attributes
     ----------
     radii : list of float
-        Disc radii.
+        Disc radii (those for which a disc fits in the image and the foreground).
     n_values : list of int
         Standardised means per radius (discs × images).
     variance : list of float
@@ -121,14 +121,12 @@ def region_mean_check(
     shape = r.shape[1:]
     cov = NoiseCovariance(noise_var, int(np.prod(shape)), shape)
     flat = r.reshape(len(r), -1)
-    variance, band, counts = [], [], []
+    variance, band, counts, used = [], [], [], []
     for radius in radii:
         masks = disc_masks(shape, radius, foreground).astype(np.float64)
-        if len(masks) == 0:
-            variance.append(float("nan"))
-            band.append([float("nan"), float("nan")])
-            counts.append(0)
+        if len(masks) == 0:  # no disc of this size fits: left out
             continue
+        used.append(float(radius))
         sizes = masks.sum(axis=1)
         sd = (
             np.sqrt(
@@ -147,6 +145,5 @@ def region_mean_check(
     fits = all(
         (lo_fit <= v <= hi_fit) or (lo <= 1.0 <= hi)
         for v, (lo, hi) in zip(variance, band, strict=True)
-        if np.isfinite(v)
     )
-    return RegionMeanCheck(list(map(float, radii)), counts, variance, band, bool(fits))
+    return RegionMeanCheck(used, counts, variance, band, bool(fits))
