@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from diffad.selective import DEFAULT_METHOD, DEFAULT_NULL
+
 #: Settings of the full demo and of ``--quick`` (the smoke test).
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -75,7 +77,7 @@ def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
     # The noise rule is in the key: a model cached under another rule is never reused.
     spec = {
         "settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__,
-        "noise": NOISE_RULE,
+        "noise": NOISE_RULE, "region_test": "paired references, healthy nulls",
     }  # fmt: skip
     if method != "ddpm":  # the DDPM key predates the option: keep its caches valid
         spec["method"] = method
@@ -84,27 +86,39 @@ def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
 
 
 def demo_data(settings: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Training, calibration and test images (with synthetic-lesion truth) of the demo."""
-    from diffad.data.brain import brain_split
+    """Training, calibration and test images (with synthetic-lesion truth) of the demo, and
+    each Colin27 slice's reference: the MNI152 slice at the same position."""
+    from diffad.data.brain import brain_split, same_position_references
     from diffad.data.synthetic import lesion_dataset
 
     size = settings["size"]
     split = brain_split(size)
-    calibration, test = split["calibration"].images, split["test"]
+    test = split["test"]
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(test), settings["n_lesion"] + settings["n_healthy"], replace=False)
     lesion_idx, healthy_idx = (
         np.sort(picked[: settings["n_lesion"]]),
         np.sort(picked[settings["n_lesion"] :]),
     )
+    # Every Colin27 slice that is not tested calibrates: the more healthy images, the finer
+    # the conformal null of the region test.
+    spare = np.setdiff1d(np.arange(len(test)), picked)
+    calibration = np.concatenate([split["calibration"].images, test.images[spare]])
+    colin_names = split["calibration"].names + test.names
+    reference_of = dict(
+        zip(colin_names, same_position_references(colin_names, colin_names, split["train"]),
+            strict=True)
+    )  # fmt: skip
+    calibration_names = split["calibration"].names + [test.names[i] for i in spare]
     lesioned, truth = lesion_dataset(
         test.images[lesion_idx],
         test.masks[lesion_idx],
-        donors=calibration,
+        donors=split["calibration"].images,
         seed=seed,
         **LESIONS,
     )
     images = np.concatenate([lesioned, test.images[healthy_idx]])
+    tested = [test.names[i] for i in np.r_[lesion_idx, healthy_idx]]
     names = [f"{test.names[i]} + SYNTHETIC lesion" for i in lesion_idx]
     names += [test.names[i] for i in healthy_idx]
     has_lesion = np.r_[np.ones(len(lesion_idx), bool), np.zeros(len(healthy_idx), bool)]
@@ -112,7 +126,9 @@ def demo_data(settings: dict[str, Any], seed: int) -> dict[str, Any]:
     return {
         "train": split["train"].images,
         "calibration": calibration,
+        "calibration_references": np.stack([reference_of[n] for n in calibration_names]),
         "images": images,
+        "references": np.stack([reference_of[n] for n in tested]),
         "names": names,
         "has_lesion": has_lesion,
         "truth": truth_all,
@@ -167,7 +183,9 @@ def cached_model(
     from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
     model_dir = folder / "model"
-    test_params = {"device": "cpu", "precision": PRECISION}
+    test_params = {
+        "device": "cpu", "precision": PRECISION, "method": DEFAULT_METHOD, "null": DEFAULT_NULL,
+    }  # fmt: skip
     if (model_dir / REGION_TEST_FOLDER / "config.json").is_file():
         loc = load_localizer(model_dir, device="cpu")
         loc.set_params(verbose=verbose)
@@ -175,7 +193,10 @@ def cached_model(
     loc = demo_localizer(settings, seed, verbose, method).fit(data["train"])
     loc.calibrate(data["calibration"])
     tester = SelectiveTest(loc, **test_params).calibrate(
-        data["calibration"], lam_percentile=settings["lam_percentile"]
+        data["calibration"],
+        data["calibration_references"],
+        check_fraction=settings["n_check"] / len(data["calibration"]),
+        lam_percentile=settings["lam_percentile"],
     )
     tmp = folder / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -185,16 +206,23 @@ def cached_model(
     return loc, tester, False
 
 
-def region_tests(tester: Any, result: Any, results: Any, verbose: bool) -> list[Any]:
+def region_tests(
+    tester: Any, result: Any, references: np.ndarray, results: Any, verbose: bool
+) -> list[Any]:
     """The region test of each image of ``result`` (a ``LocalizationResult``: its maps are
-    the ones tested); finished ones are taken from ``results``, a
+    the ones tested) against its own reference; finished ones are taken from ``results``, a
     :class:`~diffad.selective.result_log.ResultLog`."""
     from tqdm.auto import tqdm
 
-    images = tqdm(result.image, desc="region p-values", disable=not verbose)
+    pairs = tqdm(
+        list(zip(result.image, references, strict=True)), desc="region p-values",
+        disable=not verbose,
+    )  # fmt: skip
     return [
-        results.get_or_run(f"test/{k}", lambda x=x: tester.test_prepared(x))
-        for k, x in enumerate(images)
+        results.get_or_run(
+            f"test/{k}", lambda x=x, r=r: tester.test_prepared(x, r.astype(np.float64))
+        )
+        for k, (x, r) in enumerate(pairs)
     ]
 
 
@@ -245,21 +273,28 @@ def run_brain_demo(
     log(f"model: {'loaded from cache' if cached else 'trained'} ({folder / 'model'})")
     result = loc.localize(data["images"])
     # Finished p-values, kept for a rerun of the same model (its training loss identifies it).
-    model_id = {"loss": float(loc.loss_history_[-1]), "precision": PRECISION, "alpha": ALPHA}
+    model_id = {
+        "loss": float(loc.loss_history_[-1]), "precision": PRECISION, "alpha": ALPHA,
+        "method": tester.method, "null": tester.null,
+    }  # fmt: skip
     results = ResultLog(folder / "tests.jsonl", model_id)
-    region_results = region_tests(tester, result, results, verbose)
+    region_results = region_tests(
+        tester, result, loc.prepare(data["references"]), results, verbose
+    )
     check, check_p = healthy_check(
         tester,
         tester.check_images_[: settings["n_check"]],  # kept in random order by calibrate()
         ALPHA,
         verbose,
         cached=lambda k, compute: results.get_or_run(f"check/{k}", compute),
+        references=tester.check_references_[: settings["n_check"]],
     )
+    log(tester.noise_check_.message())
     log(check.message())
     report, arrays = build_report(
         "demo", "diffad demo: brain MRI, SYNTHETIC lesions", loc, str(folder / "model"),
         data["names"], result, alpha=ALPHA, q=Q, region_results=region_results,
-        check=(check, check_p), synthetic_lesions=True,
+        check=(check, check_p), noise_check=tester.noise_check_, synthetic_lesions=True,
         extra={
             "settings": {**settings, "method": method, "lesions": LESIONS, "seed": seed,
                          "quick": quick},
