@@ -18,6 +18,8 @@ from diffad.selective.dal import NO_REGION, SelectiveTest
 from diffad.selective.intervals import merge_intervals
 from diffad.selective.truncnorm import truncated_p_value
 
+pytestmark = pytest.mark.usefixtures("torch_threads")
+
 D = 8
 LAM = 0.5
 
@@ -37,13 +39,26 @@ def pair():
     return rng.standard_normal((D, D)), rng.standard_normal((D, D))
 
 
-def _oracle_membership(loc, x, region, z_obs, grid):
-    """M(z) == M_obs on a dense grid, by direct float64 reconstructions (independent path)."""
+def _ar1(rho: float = 0.5) -> np.ndarray:
+    """Σ_ij = rho^|i−j| over the row-major flattened D×D pixels."""
+    idx = np.arange(D * D)
+    return rho ** np.abs(idx[:, None] - idx[None, :])
+
+
+def _oracle_line(x, r, region, sigma):
+    """The conditioning line X(z) = a + b·z and z_obs, stated from the model: η = 1_M/|M|,
+    sd = (2 ηᵀΣη)^{1/2} (image and reference both with covariance Σ), b = Ση/sd."""
+    eta = region.reshape(-1) / region.sum()
+    sd = np.sqrt(2.0 * eta @ sigma @ eta)
+    z_obs = float(eta @ (x - r).reshape(-1)) / sd
+    b = sigma @ eta / sd
+    return x.reshape(-1) - z_obs * b, b, z_obs
+
+
+def _oracle_membership(loc, a, b, region, grid, lam):
+    """M(a + b·z) == M_obs on a dense grid, by direct float64 reconstructions (independent
+    path: the published chain and the 3×3 mean filter, no tracer)."""
     m = region.reshape(-1)
-    k = int(m.sum())
-    sd = np.sqrt(2.0 * k) / k
-    b = m / (k * sd)
-    a = x.reshape(-1) - z_obs * b
     net = copy.deepcopy(loc.model_).double()
     steps = ddim_timesteps(460, 5)
     noises = draw_reconstruction_noise((1, 1, D, D), steps, 0, dtype=torch.float64)
@@ -55,16 +70,32 @@ def _oracle_membership(loc, x, region, z_obs, grid):
             rec = reconstruct(net, loc.noise_schedule_, imgs, steps, noises, 1.0)
         diff = rec - imgs
         filt = torch.nn.functional.avg_pool2d(diff, 3, stride=1, padding=1).reshape(len(zs), -1)
-        out[s : s + 2000] = ((filt.abs() > LAM).numpy() == m[None]).all(axis=1)
+        out[s : s + 2000] = ((filt.abs() > lam).numpy() == m[None]).all(axis=1)
     return out
 
 
-def test_parametric_matches_dense_grid_oracle(localizer, pair):
-    st = SelectiveTest(localizer, 1.0, lam=LAM, device="cpu", z_max=5.0, termination="exhaustive")
-    res = st.test(*pair, method="parametric")
+@pytest.mark.parametrize("cov", ["iid", "ar1"])
+def test_parametric_matches_dense_grid_oracle(localizer, pair, cov):
+    """The traced truncation set is the dense grid's, for i.i.d. noise and for AR(1) noise
+    (where the line moves every pixel along Ση, not only the region). A lesioned image at
+    the published λ = 0.8 makes the set end inside the grid, so that it matters."""
+    lam = 0.8
+    x, r = pair[0].copy(), pair[1]
+    x[2:5, 2:5] += 3.0
+    sigma = np.eye(D * D) if cov == "iid" else _ar1()
+    st = SelectiveTest(
+        localizer, 1.0 if cov == "iid" else sigma, lam=lam, device="cpu", z_max=5.0,
+        termination="exhaustive",
+    )  # fmt: skip
+    res = st.test(x, r, method="parametric")
     assert res.region_size > 0 and res.message == ""
+    a, b, z_obs = _oracle_line(x, r, res.region, sigma)
+    assert res.z == pytest.approx(z_obs, rel=1e-12)
     grid = np.linspace(-5.0, 5.0, 10001)
-    inside = _oracle_membership(localizer, pair[0], res.region, res.z, grid)
+    inside = _oracle_membership(localizer, a, b, res.region, grid, lam)
+    # A set that ends inside the grid and moves the p-value far from the naive one.
+    assert inside[np.argmin(np.abs(grid - z_obs))] and not inside.all()
+    assert abs(res.p_value - res.naive_p_value) > 0.1
     ivs = res.intervals
     found = ((grid[:, None] >= ivs[:, 0]) & (grid[:, None] <= ivs[:, 1])).any(axis=1)
     mismatch = grid[found != inside]
@@ -78,6 +109,9 @@ def test_parametric_matches_dense_grid_oracle(localizer, pair):
     assert res.p_value == pytest.approx(p_grid, abs=5e-3)
     lo, hi = res.p_value_bounds
     assert lo <= res.p_value <= hi and hi - lo < 1e-6
+    # The default (precision) search brackets the same p.
+    default = SelectiveTest(localizer, 1.0 if cov == "iid" else sigma, lam=lam, device="cpu")
+    assert abs(default.test(x, r).p_value - res.p_value) <= 1e-3
 
 
 def test_batched_equals_sequential_and_oc_is_inside(localizer, pair):
@@ -140,17 +174,19 @@ def test_covariance_forms_agree(localizer, pair):
     for sigma in (np.full((D, D), 2.0), np.full(n, 2.0), 2.0 * np.eye(n)):
         st = SelectiveTest(localizer, sigma, lam=LAM, device="cpu", termination="precision")
         assert st.test(*pair).p_value == pytest.approx(p0, rel=1e-9)
-    idx = np.arange(n)
-    ar1 = 0.5 ** np.abs(idx[:, None] - idx[None, :])
-    res = SelectiveTest(localizer, ar1, lam=LAM, device="cpu", termination="precision").test(*pair)
-    assert 0.0 <= res.p_value <= 1.0
+    # A diagonal matrix with unequal variances is a different test from the scalar one.
+    diag = np.diag(np.linspace(1.0, 3.0, n))
+    res = SelectiveTest(localizer, diag, lam=LAM, device="cpu", termination="precision")
+    per_pixel = SelectiveTest(
+        localizer, np.linspace(1.0, 3.0, n).reshape(D, D), lam=LAM, device="cpu",
+        termination="precision",
+    )  # fmt: skip
+    assert res.test(*pair).p_value == pytest.approx(per_pixel.test(*pair).p_value, rel=1e-9)
 
 
 def test_conditioning_line_passes_through_the_image_along_sigma_eta(localizer, pair):
     x, r = pair
-    n = D * D
-    idx = np.arange(n)
-    ar1 = 0.5 ** np.abs(idx[:, None] - idx[None, :])
+    ar1 = _ar1()
     st = SelectiveTest(localizer, ar1, lam=LAM, device="cpu")
     a, b, z_obs, region = st.conditioning_line(x, r)
     np.testing.assert_allclose(a + b * z_obs, x.reshape(-1), atol=1e-12)
