@@ -12,6 +12,7 @@ tests that train models under other seeds and thread counts:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,3 +35,29 @@ def torch_threads():
     torch.set_num_threads(TEST_THREADS)
     yield
     torch.set_num_threads(before)
+
+
+#: The project's shared ADBench copy (never in this repository): ``../shared/data/adbench`` from
+#: the project root, as on every development and CI machine.
+SHARED_ADBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adbench"
+#: The three real sets the ADBench tests read: the smallest tabular set, a mid-size one with
+#: a published KNN score, and an image-embedding set.
+ADBENCH_FILES = {
+    "cardio": "Classical/6_cardio.npz",
+    "hepatitis": "Classical/15_Hepatitis.npz",
+    "toothbrush": "CV_by_ResNet18/MVTec-AD_toothbrush.npz",
+}
+
+
+@pytest.fixture(scope="session")
+def adbench(tmp_path_factory) -> Path:
+    """A folder with just the three sets of ``ADBENCH_FILES`` (links into the shared copy),
+    laid out as ADBench's own; the tests skip, saying where the data is expected, without it."""
+    missing = [f for f in ADBENCH_FILES.values() if not (SHARED_ADBENCH / f).is_file()]
+    if missing:
+        pytest.skip(f"ADBench data not found: expected {SHARED_ADBENCH / missing[0]}")
+    root = tmp_path_factory.mktemp("adbench")
+    for rel in ADBENCH_FILES.values():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).symlink_to(SHARED_ADBENCH / rel)
+    return root

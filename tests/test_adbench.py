@@ -17,11 +17,8 @@ from diffad.data.adbench import (
     make_split,
 )
 
-# Three unmodified ADBench files (see data/adbench/README.md).
-DATA = Path(__file__).resolve().parent / "data" / "adbench"
-CARDIO = DATA / "Classical" / "6_cardio.npz"
-HEPATITIS = DATA / "Classical" / "15_Hepatitis.npz"
-TOOTHBRUSH = DATA / "CV_by_ResNet18" / "MVTec-AD_toothbrush.npz"
+# The real files come from the ``adbench`` fixture (tests/conftest.py): the shared copy.
+SHAPES = {"cardio": ((1831, 21), 176), "hepatitis": ((80, 19), 13), "toothbrush": ((102, 512), 30)}
 
 
 def _toy(n: int = 120, d: int = 3, n_anom: int = 12, seed: int = 0):
@@ -197,14 +194,15 @@ def test_protocol_errors():
         make_split(X, y[:-1], "semi", 0)
 
 
-# -- the real ADBench files in tests/data ------------------------------------------------
+# -- real ADBench files ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("path", "shape", "n_anomalies"),
-    [(CARDIO, (1831, 21), 176), (HEPATITIS, (80, 19), 13), (TOOTHBRUSH, (102, 512), 30)],
-)
-def test_real_files_load_with_their_published_sizes(path, shape, n_anomalies):
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_real_files_load_with_their_published_sizes(adbench, name):
+    from conftest import ADBENCH_FILES
+
+    path = adbench / ADBENCH_FILES[name]
+    shape, n_anomalies = SHAPES[name]
     X, y = load_npz(path)
     assert X.shape == shape and y.shape == (shape[0],)
     assert X.dtype == np.float64 and y.dtype == np.int64  # Hepatitis stores int32 labels
@@ -215,37 +213,39 @@ def test_real_files_load_with_their_published_sizes(path, shape, n_anomalies):
         np.testing.assert_array_equal(y, raw["y"].reshape(-1))
 
 
-def test_real_folders_list_by_adbench_index_and_map_to_published_names():
+def test_real_folders_list_by_adbench_index_and_map_to_published_names(adbench):
     from diffad.bench.published import PUBLISHED_ROCAUC
 
-    files = list_datasets(DATA / "Classical")
+    files = list_datasets(adbench / "Classical")
     assert [p.name for p in files] == ["6_cardio.npz", "15_Hepatitis.npz"]  # 6 before 15
     known = list(PUBLISHED_ROCAUC["semi"])
     assert [family_name(p, known) for p in files] == ["cardio", "hepatitis"]
-    (emb,) = list_datasets(DATA / "CV_by_ResNet18")
+    (emb,) = list_datasets(adbench / "CV_by_ResNet18")
     assert dataset_name(emb) == "MVTec-AD_toothbrush" and family_name(emb, known) == "MVTec-AD"
 
 
-def test_real_cardio_split_sizes():
-    split = load_split(CARDIO, "semi-paper", 0)
+def test_real_cardio_split_sizes(adbench):
+    cardio = adbench / "Classical" / "6_cardio.npz"
+    split = load_split(cardio, "semi-paper", 0)
     assert split.X_train.shape == (round(0.5 * 1655), 21)
     assert split.X_test.shape == (1831 - round(0.5 * 1655), 21)
     assert split.y_test.sum() == 176
     assert not split.info["oversampled"]  # over 1000 rows: the split is the file order
-    np.testing.assert_array_equal(load_split(CARDIO, "semi-paper", 4).X_test, split.X_test)
+    np.testing.assert_array_equal(load_split(cardio, "semi-paper", 4).X_test, split.X_test)
 
 
-def test_real_small_set_under_each_protocol():
-    X, y = load_npz(HEPATITIS)
+def test_real_small_set_under_each_protocol(adbench):
+    hepatitis = adbench / "Classical" / "15_Hepatitis.npz"
+    X, y = load_npz(hepatitis)
     normal = np.flatnonzero(y == 0)  # 67 normals, 13 anomalies
-    semi = load_split(HEPATITIS, "semi", 0)
+    semi = load_split(hepatitis, "semi", 0)
     assert semi.X_train.shape == (34, 19) and semi.X_test.shape == (46, 19)
     assert semi.y_test.sum() == 13 and not semi.info["oversampled"]
     scaler = StandardScaler().fit(X[normal[:34]])
     np.testing.assert_allclose(semi.X_train, scaler.transform(X[normal[:34]]))
-    paper = load_split(HEPATITIS, "semi-paper", 0)
+    paper = load_split(hepatitis, "semi-paper", 0)
     assert paper.info["oversampled"] and len(paper.X_train) + len(paper.X_test) == 1000
     np.testing.assert_allclose(paper.X_train.mean(axis=0), 0, atol=1e-12)
-    unsup = load_split(HEPATITIS, "unsup", 0)
+    unsup = load_split(hepatitis, "unsup", 0)
     np.testing.assert_allclose(unsup.X_test, StandardScaler().fit_transform(X))
     np.testing.assert_array_equal(unsup.y_test, y)

@@ -12,8 +12,6 @@ from diffad.bench.tabular import run_tabular, select_files, summarize
 from diffad.cli import main
 from diffad.tabular import DTECategorical
 
-# Unmodified ADBench files (see data/adbench/README.md).
-ADBENCH = Path(__file__).resolve().parent / "data" / "adbench"
 KEYS = {"dataset", "method", "seed", "roc_auc", "ap", "f1", "fit_s", "score_s"}
 
 
@@ -103,16 +101,16 @@ def test_dte_np_through_runner(data_dir):
     assert recs[0]["roc_auc"] > 0.95 and recs[0]["n_train"] == 90 and recs[0]["n_test"] == 110
 
 
-def test_reproduces_published_knn_on_cardio():
-    files = select_files(ADBENCH / "Classical", ["cardio"])
+def test_reproduces_published_knn_on_cardio(adbench):
+    files = select_files(adbench / "Classical", ["cardio"])
     recs = run_tabular(files, "semi-paper", ["knn"], [0], verbose=False)
     (row,) = summarize(recs)
     assert row["published"] == 92.0
     assert round(row["roc_auc_mean"], 2) == 92.0  # PyOD KNN defaults, exact published split
 
 
-def test_embedding_sets_work(tmp_path):
-    files = select_files(ADBENCH / "CV_by_ResNet18", ["MVTec-AD_toothbrush"])
+def test_embedding_sets_work(adbench):
+    files = select_files(adbench / "CV_by_ResNet18", ["MVTec-AD_toothbrush"])
     recs = run_tabular(files, "semi-paper", ["knn"], [0], verbose=False)
     assert recs[0]["family"] == "MVTec-AD" and recs[0]["n_features"] == 512
     assert recs[0]["n_train"] + recs[0]["n_test"] == 1000  # 102 rows oversampled
