@@ -1,6 +1,9 @@
-"""DAL-Test: exact selective p-values for the region a diffusion localiser flags.
+"""Region p-values for the region a diffusion localiser flags.
 
-Start with :class:`SelectiveTest` (``dal.py``). The engine underneath: the
+Start with :class:`SelectiveTest` (``dal.py``): the exact DAL-Test, and data fission against a
+null calibrated on healthy images (``fission.py``), with the noise model estimated
+(``noise.py``) and checked on fixed-region means (``noise_check.py``). The tracer of a
+localiser's region map is built in ``region_tracer.py``. The exact engine underneath: the
 float64 tracer of the reconstruction along a line (``tracer.py``, layer rules in
 ``affine.py``, reuse of shared calls in ``prefix_cache.py``; DISYRE's mean of absolute
 restoration errors in ``ensemble_tracer.py``), the selection inside one piece
