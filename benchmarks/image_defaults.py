@@ -300,11 +300,11 @@ def baseline_aucs(task: dict, size: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- summary
-def summarise(runs: list[dict], baselines: list[dict]) -> dict:
+def _rank_table(runs: list[dict]) -> dict:
     """Mean ROC-AUC per candidate and column (over groups), ranks per column, mean rank.
 
-    A candidate is ``"<budget> | <method / map / t / score>"``; only columns every
-    candidate has a value in are ranked.
+    A candidate is ``"<budget> | <method / map / t / score>"``; only the columns in which
+    every candidate of ``runs`` has a value are ranked (1 = highest ROC-AUC, ties averaged).
     """
     table: dict[str, dict[str, list[float]]] = {}
     for run in runs:
@@ -327,11 +327,6 @@ def summarise(runs: list[dict], baselines: list[dict]) -> dict:
             r[values == v] = r[values == v].mean()
         for n, rank in zip(names, r, strict=True):
             ranks[n][col] = float(rank)
-    base: dict[str, dict[str, list[float]]] = {}
-    for b in baselines:
-        for cand, per in b["auc"].items():
-            for col, auc in per.items():
-                base.setdefault(cand, {}).setdefault(col, []).append(auc)
     return {
         "ranked_columns": cols,
         "mean_auc": means,
@@ -344,6 +339,21 @@ def summarise(runs: list[dict], baselines: list[dict]) -> dict:
             c: round(float(np.mean([means[c][col] for col in cols])), 4) if cols else None
             for c in means
         },
+    }
+
+
+def summarise(runs: list[dict], baselines: list[dict]) -> dict:
+    """Rank tables per budget (``by_budget``) and over both budgets together (``all``, on
+    the columns both have), and the mean-image baseline's mean ROC-AUC per column."""
+    base: dict[str, dict[str, list[float]]] = {}
+    for b in baselines:
+        for cand, per in b["auc"].items():
+            for col, auc in per.items():
+                base.setdefault(cand, {}).setdefault(col, []).append(auc)
+    budgets = [b for b in BUDGETS if any(r["budget"] == b for r in runs)]
+    return {
+        "by_budget": {b: _rank_table([r for r in runs if r["budget"] == b]) for b in budgets},
+        "all": _rank_table(runs),
         "baseline": {
             c: {col: round(float(np.mean(v)), 4) for col, v in row.items()}
             for c, row in base.items()
@@ -351,17 +361,18 @@ def summarise(runs: list[dict], baselines: list[dict]) -> dict:
     }
 
 
-def markdown(result: dict, top: int | None = None) -> str:
-    """The summary as a Markdown table, rows sorted by mean rank."""
+def markdown(result: dict, which: str = "B", top: int | None = None) -> str:
+    """One rank table of the summary (a budget, or ``all``) as Markdown, by mean rank."""
     s = result["summary"]
-    cols = [c for c in COLUMNS if any(c in row for row in s["mean_auc"].values())]
+    t = s["all"] if which == "all" else s["by_budget"][which]
+    cols = [c for c in COLUMNS if any(c in row for row in t["mean_auc"].values())]
     head = "| budget | candidate | " + " | ".join(cols) + " | mean AUC | mean rank |"
     lines = [head, "|" + "---|" * (len(cols) + 4)]
-    order = sorted(s["mean_auc"], key=lambda c: (s["mean_rank"][c] is None, s["mean_rank"][c]))
+    order = sorted(t["mean_auc"], key=lambda c: (t["mean_rank"][c] is None, t["mean_rank"][c]))
     for c in order[:top]:
         budget, cand = c.split(" | ")
-        cells = [f"{s['mean_auc'][c][col]:.3f}" if col in s["mean_auc"][c] else "–" for col in cols]
-        mr, ma = s["mean_rank"][c], s["mean_auc_over_columns"][c]
+        cells = [f"{t['mean_auc'][c][col]:.3f}" if col in t["mean_auc"][c] else "–" for col in cols]
+        mr, ma = t["mean_rank"][c], t["mean_auc_over_columns"][c]
         lines.append(
             f"| {budget} | {cand} | "
             + " | ".join(cells)
@@ -370,6 +381,34 @@ def markdown(result: dict, top: int | None = None) -> str:
     for c, row in s["baseline"].items():
         cells = [f"{row[col]:.3f}" if col in row else "–" for col in cols]
         lines.append(f"| – | {c} | " + " | ".join(cells) + " | – | – |")
+    return "\n".join(lines)
+
+
+def markdown_groups(result: dict, candidates: list[str], budget: str = "B") -> str:
+    """ROC-AUC of ``candidates`` (``"method / ... / score"``) per data set group and test."""
+    keys = [
+        (r["dataset"], r["group"], col)
+        for r in result["runs"]
+        if r["budget"] == budget and r["method"] == "ddpm"
+        for col in next(iter(r["auc"].values()))
+    ]
+    lines = ["| candidate | " + " | ".join(f"{g} ({c})" for _, g, c in keys) + " |"]
+    lines.append("|" + "---|" * (len(keys) + 1))
+    for cand in candidates:
+        cells = []
+        for ds, group, col in keys:
+            if cand.startswith(BASELINE):
+                pool = [b for b in result["baselines"] if (b["dataset"], b["group"]) == (ds, group)]
+            else:
+                pool = [
+                    r
+                    for r in result["runs"]
+                    if (r["budget"], r["dataset"], r["group"]) == (budget, ds, group)
+                    and cand in r["auc"]
+                ]
+            aucs = pool[0]["auc"]
+            cells.append(f"{aucs[cand][col]:.3f}")
+        lines.append(f"| {cand} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -396,13 +435,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline")
     p.add_argument("--out", default="benchmarks/results/image_defaults.json")
-    p.add_argument("--table", default=None, help="print the Markdown table of this JSON and exit")
+    p.add_argument("--table", default=None, help="print the Markdown tables of this JSON and exit")
     p.add_argument("--top", type=int, default=None, help="with --table: only the best rows")
+    p.add_argument(
+        "--groups",
+        default=None,
+        help="with --table: also the per-group ROC-AUC of these candidates (';'-separated)",
+    )
+    p.add_argument(
+        "--resummarise",
+        default=None,
+        help="recompute the summary of this JSON from its runs (no fitting) and rewrite it",
+    )
     args = p.parse_args(argv)
+    if args.resummarise:
+        import json
+
+        old = json.loads(Path(args.resummarise).read_text())
+        old["summary"] = summarise(old["runs"], old["baselines"])
+        old["summary_command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        write_json(args.resummarise, old, indent=1)
+        return 0
     if args.table:
         import json
 
-        print(markdown(json.loads(Path(args.table).read_text()), args.top))
+        res = json.loads(Path(args.table).read_text())
+        for which in [*res["summary"]["by_budget"], "all"]:
+            print(f"\n### {which}\n\n" + markdown(res, which, args.top))
+        if args.groups:
+            print("\n### per group\n\n" + markdown_groups(res, args.groups.split(";")))
         return 0
     if args.quick:
         args.digits_steps, args.steps, args.fmnist_n_test = 40, 40, 60
@@ -484,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr, flush=True)  # fmt: skip
                     save()
     save()
-    print(markdown(result, top=15))
+    print(markdown(result, "B", top=15))
     return 0
 
 
