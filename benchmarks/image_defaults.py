@@ -431,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-divisor", type=int, default=4, help="the small budget is B / this")
     p.add_argument("--t-starts", default="150,250,500")
     p.add_argument("--methods", default="ddpm,disyre")
+    p.add_argument("--budgets", default="B,B/4", help="which budgets to fit, in this order")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="add to an existing --out: keep its runs, skip fits it already has",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny budgets: checks the pipeline")
@@ -472,8 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     t_starts = [int(t) for t in args.t_starts.split(",")]
     methods = args.methods.split(",")
     datasets = args.datasets.split(",")
-    result = {
-        "benchmark": "image-level ROC-AUC of the candidate defaults of train-image / localize",
+    invocation = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "machine": machine_info(),
         "settings": {
@@ -482,16 +487,39 @@ def main(argv: list[str] | None = None) -> int:
             "ddim_steps": 5,
             "budgets": {"B": "--digits-steps on digits, --steps elsewhere", "B/4": "B // divisor"},
         },
+    }
+    result = {
+        "benchmark": "image-level ROC-AUC of the candidate defaults of train-image / localize",
+        "invocations": [],
         "datasets": {},
         "runs": [],
         "baselines": [],
         "skipped": {},
     }
+    if args.resume and Path(args.out).is_file():
+        import json
+
+        # Keep the runs of earlier invocations; data sets listed again are reloaded (their
+        # baselines and descriptions are rebuilt), fits already present are not repeated.
+        result = json.loads(Path(args.out).read_text())
+        if "invocations" not in result:  # a file written before --resume existed
+            first = {k: result.pop(k) for k in ("command", "machine", "settings")}
+            first["total_seconds"] = result.pop("total_seconds", None)
+            first["load_average_1min_now"] = result.pop("load_average_1min_now", None)
+            for run in result["runs"]:
+                run.setdefault("invocation", 0)
+            result = {"benchmark": result.pop("benchmark"), "invocations": [first], **result}
+        result["baselines"] = [b for b in result["baselines"] if b["dataset"] not in datasets]
+        for ds in datasets:
+            result["datasets"].pop(ds, None)
+            result["skipped"].pop(ds, None)
+    result["invocations"].append(invocation)
+    done = {(r["dataset"], r["group"], r["budget"], r["method"]) for r in result["runs"]}
 
     def save() -> None:
         result["summary"] = summarise(result["runs"], result["baselines"])
-        result["total_seconds"] = round(time.perf_counter() - start, 1)
-        result["load_average_1min_now"] = round(os.getloadavg()[0], 2)
+        invocation["total_seconds"] = round(time.perf_counter() - start, 1)
+        invocation["load_average_1min_now"] = round(os.getloadavg()[0], 2)
         write_json(args.out, result, indent=1)
 
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -531,14 +559,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         save()
         # Budget B on every data set first, then B/4: a run cut short still has the main table.
-        for budget in BUDGETS:
+        for budget in args.budgets.split(","):
             for ds, group, size, b, task in tasks:
                 steps = b if budget == "B" else max(1, b // args.budget_divisor)
                 for method in methods:
+                    if (ds, group, budget, method) in done:
+                        continue
                     print(f"{budget} {ds} {group} {method}: {steps} steps at {size} px",
                           file=sys.stderr, flush=True)  # fmt: skip
                     run = fit_and_score(method, task, size, steps, t_starts)
                     run.update(dataset=ds, group=group, budget=budget, size=size)
+                    run["invocation"] = len(result["invocations"]) - 1
                     result["runs"].append(run)
                     best = max(run["auc"].items(), key=lambda kv: np.mean(list(kv[1].values())))
                     print(f"  fit {run['fit_seconds']} s; best {best[0]} {best[1]}",
