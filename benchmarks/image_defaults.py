@@ -11,9 +11,10 @@ the image scores by ``set_params(image_score=...)`` and ``reduce_maps``.
 Everything else is what ``train-image`` does by default: the stored preprocessing
 (``intensity="range"``, the model size), U-Net 32-64-128-256 for the DDPM and 16-32-64-128 for
 DISYRE, batch 32, lr 1e-3 (cosine), DDIM 5 steps, no DDPM augmentation, DISYRE's augmentation
-and severity ensemble, seed 0. The image side and the budget ``B`` are smaller than the CLI
-defaults (64 px, 2 000 updates) so that the whole run fits in about 40 minutes on one core;
-the JSON records what each data set used.
+and severity ensemble, seed 0. The image side (16 or 32 px) is smaller than the CLI default
+(64 px), and so is the budget ``B`` on the 32 px sets (``--steps``; on digits ``B`` is the CLI's
+2 000), so that the whole run fits in about 40 minutes on one core; the JSON records what each
+data set used.
 
 Data sets (smallest first; a column of the summary each):
 
