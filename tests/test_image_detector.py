@@ -186,7 +186,7 @@ def test_local_noise_model_is_a_tapered_ledoit_wolf_matrix():
     x = _healthy(30, 3).astype(np.float64)
     lw = LedoitWolf().fit(x.reshape(30, -1)).covariance_
     local = estimate_noise_model(x, "local")
-    assert local.kind == "local" and estimate_noise_model(x).kind == "local"  # auto
+    assert local.kind == "local" and estimate_noise_model(x).kind == "tapered"  # auto
     cov = local.noise_var
     np.testing.assert_allclose(np.diag(cov), np.diag(lw), rtol=1e-6)  # taper is 1 at d = 0
     pos = np.stack(np.mgrid[0 : x.shape[2], 0 : x.shape[3]], -1).reshape(-1, 2)

@@ -19,7 +19,7 @@ import torch
 from diffad.cli import main
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.selective.batch import iter_tests
-from diffad.selective.dal import SelectiveTest
+from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -35,14 +35,14 @@ class _Faulty(SelectiveTest):
     marker = ""
     driver_pid = -1
 
-    def test(self, image, reference=None, method="parametric"):
+    def test_prepared(self, image, reference=None, method=None):
         first = float(np.asarray(image).flat[0])
         if first == FAIL:
             raise ValueError("this image is broken")
         if first == KILL and os.getpid() != self.driver_pid and not os.path.exists(self.marker):
             open(self.marker, "w").close()
             os._exit(1)  # the worker dies mid-task, as on a lost node or an OOM kill
-        return super().test(image, reference, method)
+        return super().test_prepared(image, reference, method)
 
 
 class _Unpickled(SelectiveTest):
@@ -85,8 +85,10 @@ def model(tmp_path_factory):
         verbose=False,
         score="l1",
     ).fit(rng.standard_normal((16, 1, D, D)).astype(np.float32))
-    loc.calibrate(rng.standard_normal((8, 1, D, D)).astype(np.float32))
+    healthy = rng.standard_normal((8, 1, D, D)).astype(np.float32)
+    loc.calibrate(healthy)
     loc.save(root / "model")
+    SelectiveTest(loc).calibrate(healthy).save(root / "model" / REGION_TEST_FOLDER)
     return loc, root
 
 
@@ -225,7 +227,7 @@ def test_an_interrupted_run_resumes_without_doing_an_image_twice(
     tester = _tester(model[0])
     with pytest.raises(KeyboardInterrupt):
         log = Interrupted(path, settings)
-        compute_results(_cli_args(), tester, names, images[0], images[1][0], log)
+        compute_results(_cli_args(), tester, names, images[0], [images[1][0]] * 6, log)
     first = [json.loads(ln)["key"] for ln in path.read_text().splitlines()]
     assert len(first) == 3
 
@@ -237,7 +239,7 @@ def test_an_interrupted_run_resumes_without_doing_an_image_twice(
             super().put(key, result)
 
     log = Counting(path, settings)
-    results = compute_results(_cli_args(), tester, names, images[0], images[1][0], log)
+    results = compute_results(_cli_args(), tester, names, images[0], [images[1][0]] * 6, log)
     assert sorted(log.computed) == sorted(set(names) - set(first))  # only the missing ones
     keys = [json.loads(ln)["key"] for ln in path.read_text().splitlines()]
     assert sorted(keys) == sorted(names)  # every image once: none twice, none lost

@@ -30,6 +30,7 @@ def localizer():
     loc = DDPMLocalizer(t_start=460, ddim_steps=5)
     loc.model_ = UNet(UNetConfig(channels=[4, 8])).eval()
     loc.noise_schedule_ = NoiseSchedule.linear(1000)
+    loc.image_shape_, loc.preprocessing_ = (1, D, D), None
     return loc
 
 
@@ -214,7 +215,7 @@ def test_errors(localizer, pair):
         st.test(bad, r)
     with pytest.raises(ValueError, match="reference shape"):
         st.test(x, r[:4, :4])
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="does not match the model"):
         st.test(np.zeros((9, 9)), np.zeros((9, 9)))
     with pytest.raises(ValueError, match="method"):
         st.test(x, r, method="bogus")

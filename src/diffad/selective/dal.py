@@ -597,7 +597,10 @@ class SelectiveTest:
         return self.test_prepared(x, ref, method)
 
     def _prepare_one(self, image: Any) -> np.ndarray:
-        """One image in model layout and scale (C, H, W), by the localiser's preprocessing."""
+        """One image in model layout and scale, by the localiser's preprocessing; without
+        stored preprocessing the image as given, in float64 (the test's own precision)."""
+        if getattr(self.localizer, "preprocessing_", None) is None:
+            return np.asarray(image, dtype=np.float64)
         if isinstance(image, np.ndarray) and image.ndim not in (2, 3):
             raise ValueError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
         batch = image[None] if isinstance(image, np.ndarray) else [image]
@@ -786,19 +789,32 @@ class SelectiveTest:
         from diffad.image.result import LocalizationResult
         from diffad.selective.batch import iter_tests
 
+        identity = getattr(self.localizer, "preprocessing_", None) is None
+
+        def prepare(batch: Any) -> np.ndarray:
+            # Without stored preprocessing images are used as given, in float64.
+            return np.asarray(batch, np.float64) if identity else self.localizer.prepare(batch)
+
         if isinstance(images, LocalizationResult):
             data, raw_ndim = images.image, 4
         else:
-            data, raw_ndim = self.localizer.prepare(images), np.ndim(images)
+            data, raw_ndim = prepare(images), np.ndim(images)
+            if data.ndim not in (3, 4) or len(data) == 0:
+                raise ValueError(
+                    f"images must be a non-empty (N, H, W) or (N, C, H, W), got {data.shape}"
+                )
         refs = None
         if references is not None:
             r = np.asarray(references)
             single = r.ndim == raw_ndim - 1
-            refs = self.localizer.prepare(r[None] if single else r)
+            refs = prepare(r[None] if single else r)
             if single:
-                refs = np.broadcast_to(refs, data.shape)
-            if len(refs) != len(data):
-                raise ValueError(f"{len(refs)} references for {len(data)} images")
+                refs = np.broadcast_to(refs, (len(data), *refs.shape[1:]))
+            if refs.shape != data.shape:
+                raise ValueError(
+                    f"references shape {np.shape(references)} does not match the images "
+                    f"{np.shape(data)}"
+                )
         stream = iter_tests(
             self, list(data), None if refs is None else list(refs), method,
             backend=backend, n_jobs=n_jobs, address=address,
