@@ -138,6 +138,7 @@ def run_split(
     tau: float,
     n_exact: int,
     noise_kinds: tuple[str, ...],
+    oc: bool = True,
 ) -> dict[str, Any]:
     """One random calibration/test split, both references."""
     perm = np.random.default_rng(split).permutation(len(colin))
@@ -166,7 +167,7 @@ def run_split(
                 image_row(
                     tester, images[i].astype(np.float64),
                     None if refs is None else refs[test[i]].astype(np.float64),
-                    oc=split == 0, exact=split == 0 and i < n_exact,
+                    oc=oc and split == 0, exact=split == 0 and i < n_exact,
                 )  # fmt: skip
                 for i in range(len(images))
             ]
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", type=int, default=5)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--exact", type=int, default=0, help="exact DAL-Test on this many per group")
+    p.add_argument("--no-oc", action="store_true", help="skip the OC p-values (slow for DISYRE)")
     p.add_argument("--contrast-null", default="conformal", choices=NULLS)
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8")
     p.add_argument("--threads", type=int, default=1)
@@ -274,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     splits = []
     for s in range(args.splits):
         splits.append(
-            run_split(loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"))
+            run_split(
+                loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"),
+                oc=not args.no_oc,
+            )  # fmt: skip
         )
         result["splits"] = splits
         result["summary"] = summarise(splits)
