@@ -10,13 +10,13 @@ other half), the other 34 are tested — healthy, with a SYNTHETIC lesion of the
 (the MNI152 slice at the same position plus the healthy mean offset; Σ of the residuals).
 
 Per image: data fission (τ = ``--tau``) against the Gaussian, scaled and conformal nulls; the
-naive statistic against the Gaussian and conformal nulls; Bonferroni; on every image of the
-first split OC (exact, one piece), and on its first ``--exact`` images of each group the exact
-DAL-Test (termination ``decision``). Also: the noise-model check (variance of standardised
+naive statistic against the Gaussian and conformal nulls; Bonferroni; on the first ``--oc``
+images of each group of the first split OC (exact, one piece), and on its first ``--exact`` the
+exact DAL-Test (termination ``decision``). Also: the noise-model check (variance of standardised
 fixed-disc means on held-out residuals) for the Ledoit-Wolf (``local``) and the tapered sample
 covariance, and the power of the default test against lesion contrast (``--contrasts``).
 
-    python benchmarks/region_power.py --splits 5 --threads 2 \\
+    python benchmarks/region_power.py --splits 5 --exact 2 --oc 12 --threads 1 \\
         --out benchmarks/results/region_power.json --plot docs/images/region_power_contrast.png
 """
 
@@ -40,7 +40,7 @@ from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
 from diffad.provenance import write_result
 from diffad.selective.comparators import bonferroni_p_value
 from diffad.selective.dal import SelectiveTest
-from diffad.selective.fission import NULLS, null_p_value
+from diffad.selective.fission import NULLS, null_p_value, null_scale
 
 ALPHA = 0.05
 N_CALIBRATION = 52
@@ -138,7 +138,7 @@ def run_split(
     tau: float,
     n_exact: int,
     noise_kinds: tuple[str, ...],
-    oc: bool = True,
+    n_oc: int,
 ) -> dict[str, Any]:
     """One random calibration/test split, both references."""
     perm = np.random.default_rng(split).permutation(len(colin))
@@ -167,7 +167,7 @@ def run_split(
                 image_row(
                     tester, images[i].astype(np.float64),
                     None if refs is None else refs[test[i]].astype(np.float64),
-                    oc=oc and split == 0, exact=split == 0 and i < n_exact,
+                    oc=split == 0 and i < n_oc, exact=split == 0 and i < n_exact,
                 )  # fmt: skip
                 for i in range(len(images))
             ]
@@ -175,7 +175,9 @@ def run_split(
             "noise_check": checks,
             "lam": tester.lam_,
             "lam_fission": tester.lam_fission_,
-            "null_scale_fission": float(np.sqrt(np.nanmean(tester.null_z_["fission"] ** 2))),
+            "null_scale_fission": null_scale(tester.null_z_["fission"]),
+            "null_z": {k: [None if np.isnan(v) else float(v) for v in z]
+                       for k, z in tester.null_z_.items()},
             "decisions": {g: decisions(r, tester) for g, r in rows.items()},
             "rows": rows,
         }
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", type=int, default=5)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--exact", type=int, default=0, help="exact DAL-Test on this many per group")
-    p.add_argument("--no-oc", action="store_true", help="skip the OC p-values (slow for DISYRE)")
+    p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
     p.add_argument("--contrast-null", default="conformal", choices=NULLS)
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8")
     p.add_argument("--threads", type=int, default=1)
@@ -277,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in range(args.splits):
         splits.append(
             run_split(
-                loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"),
-                oc=not args.no_oc,
+                loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"), args.oc,
             )  # fmt: skip
         )
         result["splits"] = splits

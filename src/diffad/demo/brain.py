@@ -79,7 +79,7 @@ def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
         "settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__,
         "noise": NOISE_RULE, "region_test": "paired references, healthy nulls",
     }  # fmt: skip
-    if method != "ddpm":  # the DDPM key predates the option: keep its caches valid
+    if method != "ddpm":
         spec["method"] = method
     text = json.dumps(spec)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

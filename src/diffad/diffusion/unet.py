@@ -2,7 +2,7 @@
 
 Every operation on the image path is conv, eval-mode BatchNorm, ReLU/LeakyReLU, average
 pooling, nearest/bilinear up-sampling, concatenation or addition, so for a fixed time step
-the network is piecewise affine in its input. Selective inference (``diffad.inference``)
+the network is piecewise affine in its input. Selective inference (``diffad.selective``)
 traces it exactly; do not add GroupNorm, SiLU or attention to this class.
 
 The default configuration is the published DAL-Test network: channels 32-64-128-256, one

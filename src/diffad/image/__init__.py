@@ -18,7 +18,7 @@ LOCALIZER_CLASSES: dict[str, tuple[str, str]] = {
 LOCALIZER_METHODS: tuple[str, ...] = tuple(LOCALIZER_CLASSES)
 #: How a DISYRE localiser combines its restorations (``DisyreLocalizer(inference=...)``).
 INFERENCE_MODES: tuple[str, ...] = ("ensemble", "sampler")
-#: Fewest healthy images ``calibrate`` accepts (half estimate the noise, half check it).
+#: Fewest healthy images ``calibrate`` accepts (the localiser's and the region test's).
 MIN_CALIBRATION_IMAGES = 4
 
 _EXPORTS = {

@@ -16,6 +16,7 @@ line X(z) = X − (z_obs − z)·Σ1_M / (|M|·sd(T)); see :mod:`diffad.selectiv
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,6 +48,11 @@ _CALIBRATION = (
     "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_",
     "lam_fission_", "null_z_",
 )  # fmt: skip
+
+
+def _z_or_nan(result: SelectiveTestResult) -> float:
+    """The statistic of a result, NaN when no region was selected."""
+    return np.nan if result.z is None else float(result.z)
 
 
 class _Line(NamedTuple):
@@ -84,8 +90,9 @@ class SelectiveTest:
         (:class:`~diffad.selective.covariance.NoiseCovariance`). ``None`` (default) uses
         the estimate ``noise_var_`` of :meth:`calibrate`.
     lam : float, optional
-        Threshold λ on the region map. ``None`` (default) uses ``lam_`` of :meth:`calibrate`;
-        the published synthetic setting is 0.8 for N(0, 1) pixels.
+        Threshold λ on the region map, for every method. ``None`` (default) uses the calibrated
+        ``lam_`` (``lam_fission_`` for fission, whose map is that of X + τZ); the published
+        synthetic setting is 0.8 for N(0, 1) pixels.
     filter_size : int
         Side of the mean filter K (odd).
     reference_var_factor : float, optional
@@ -197,6 +204,7 @@ class SelectiveTest:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_tracer_cache", None)  # rebuilt in each joblib worker
+        state.pop("_cov_cache", None)
         return state
 
     def search_batch_size(self, n_pixels: int) -> int:
@@ -240,37 +248,63 @@ class SelectiveTest:
 
     def _tracer(self, shape: tuple[int, int, int]) -> Any:
         """The tracer of the localiser's region map for images of ``shape``. Built once and
-        cached while the localiser's map settings stay the same."""
-        definition = self.localizer.region_map_definition()
-        key = (shape, int(self.filter_size), repr(self._map_settings()))
+        cached while the localiser, its fitted network and its map settings stay the same."""
+        fitted = tuple(
+            id(getattr(self.localizer, name, None)) for name in ("model_", "foreground_")
+        )
+        key = (shape, int(self.filter_size), repr(self._map_settings()), fitted)
         cache = self.__dict__.setdefault("_tracer_cache", {})
         if key not in cache:
             cache.clear()
-            cache[key] = region_tracer(
-                definition, shape, int(self.filter_size), resolve_device(self.device)
-            )
-        return cache[key]
+            definition = self.localizer.region_map_definition()
+            # The definition is kept with the tracer: the ids in the key stay those of live
+            # objects for as long as the entry lives.
+            device = resolve_device(self.device)
+            tracer = region_tracer(definition, shape, int(self.filter_size), device)
+            cache[key] = (tracer, definition)
+        return cache[key][0]
+
+    def _covariance(self, shape: tuple[int, ...]) -> NoiseCovariance:
+        """Σ of images of ``shape`` (validated, and factored for sampling, once)."""
+        noise_var = self._noise_var()
+        key = (tuple(shape), id(noise_var))
+        cached = self.__dict__.get("_cov_cache")
+        if cached is None or cached[0] != key:
+            cov = NoiseCovariance(noise_var, int(np.prod(shape)), tuple(shape))
+            self.__dict__["_cov_cache"] = cached = (key, cov, noise_var)
+        return cached[1]
 
     def _map_settings(self) -> dict[str, Any]:
         """The localiser parameters its map depends on (all but how it runs)."""
         params = self.localizer.get_params(deep=False)
         return {k: v for k, v in params.items() if k not in ("device", "verbose", "batch_size")}
 
-    def validate(self, shape: tuple[int, ...]) -> None:
+    def validate(self, shape: tuple[int, ...], method: str | None = None) -> None:
         """Check the settings against the localiser for images of ``shape`` ((C, H, W) or
         (H, W)) and build the tracer, so that a setting that fails every image fails once,
-        before a batch starts.
+        before a batch starts: the options, the noise covariance, λ and (for ``method``,
+        default ``self.method``) the null it needs.
 
         Raises
         ------
         ValueError
             A bad option, or a localiser whose map cannot be traced (``n_samples`` > 1).
         NotFittedError
-            An unfitted localiser.
+            An unfitted localiser, or a setting that only calibration provides.
         """
         self._check_params()
+        method = self.method if method is None else method
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         shape3 = tuple(int(v) for v in (shape if len(shape) == 3 else (1, *shape)))
         self._tracer(shape3)
+        self._covariance(shape3)
+        if method == "fission":
+            self._fission_lam()
+        else:
+            self._lam()
+        if method in NULL_METHODS:
+            self._null_z(method, self.null)
 
     def _lam(self) -> float:
         """``lam``, or the calibrated ``lam_`` when it is None."""
@@ -397,48 +431,49 @@ class SelectiveTest:
         est = np.sort(perm[n_check + n_null :])
         pick = (lambda idx: None) if refs is None else (lambda idx: refs[idx])  # noqa: E731
         model = estimate_noise_model(data[est], noise_kind, pick(est))
-        self.noise_var_ = model.noise_var
-        self.noise_kind_ = model.kind
-        self.reference_var_factor_ = float(model.reference_var_factor)
-        self.offset_ = None if refs is None else model.reference.astype(np.float64)
-        self.reference_ = model.reference.astype(np.float64) if refs is None else None
-        tracer = self._tracer(tuple(data.shape[1:]))
+        shape = tuple(data.shape[1:])
+        tracer = self._tracer(shape)
         est64 = np.asarray(data[est], dtype=np.float64)
-        self.lam_ = float(np.percentile(tracer.selection_map(est64), lam_percentile))
-        cov = NoiseCovariance(self.noise_var_, int(np.prod(data.shape[1:])), data.shape[1:])
+        cov = NoiseCovariance(model.noise_var, int(np.prod(shape)), shape)
         selected_on = np.stack(
             [fission_pair(x, cov, float(self.tau), int(self.random_state))[0] for x in est64]
         )
-        self.lam_fission_ = float(np.percentile(tracer.selection_map(selected_on), lam_percentile))
-        self.check_images_ = data[check]
-        self.check_references_ = pick(check)
-        self.null_z_ = {}
-        for method in NULL_METHODS:
-            self.null_z_[method] = np.array(
+        fitted: dict[str, Any] = {
+            "noise_var_": model.noise_var,
+            "noise_kind_": model.kind,
+            "reference_var_factor_": float(model.reference_var_factor),
+            "offset_": None if refs is None else model.reference.astype(np.float64),
+            "reference_": model.reference.astype(np.float64) if refs is None else None,
+            "lam_": float(np.percentile(tracer.selection_map(est64), lam_percentile)),
+            "lam_fission_": float(
+                np.percentile(tracer.selection_map(selected_on), lam_percentile)
+            ),
+            "check_images_": data[check],
+            "check_references_": pick(check),
+        }
+        # The null statistics come from a copy that holds the new settings, so that this test
+        # changes only once everything is computed.
+        work = copy.copy(self)
+        work.__dict__.update(fitted)
+        fitted["null_z_"] = {
+            method: np.array(
                 [
-                    np.nan if r.z is None else r.z
-                    for r in (
-                        self._raw_statistic(data[i], pick(i), method) for i in null
-                    )
+                    _z_or_nan(work.test_prepared(data[i], pick(i), method, null="gaussian"))
+                    for i in null
                 ]
             )
+            for method in NULL_METHODS
+        }
         held_out = np.concatenate([null, check])
-        residual = np.asarray(data[held_out], dtype=np.float64)
-        residual = residual - (self.reference_ if refs is None else refs[held_out] + self.offset_)
-        varying = np.asarray(data[est], dtype=np.float64).var(axis=0).max(axis=0)
-        self.noise_check_ = region_mean_check(
-            residual, self.noise_var_, self.reference_var_factor_,
+        own = fitted["reference_"] if refs is None else refs[held_out] + fitted["offset_"]
+        varying = est64.var(axis=0).max(axis=0)
+        fitted["noise_check_"] = region_mean_check(
+            np.asarray(data[held_out], dtype=np.float64) - own, model.noise_var,
+            fitted["reference_var_factor_"],
             foreground=varying > 0.01 * float(np.median(varying[varying > 0])),
         )  # fmt: skip
+        self.__dict__.update(fitted)
         return self
-
-    def _raw_statistic(self, image: np.ndarray, reference: Any, method: str) -> Any:
-        """The test of ``method`` with the Gaussian null, for the null statistics."""
-        saved, self.null = self.null, "gaussian"
-        try:
-            return self.test_prepared(image, reference, method)
-        finally:
-            self.null = saved
 
     @property
     def calibrated(self) -> bool:
@@ -491,6 +526,11 @@ class SelectiveTest:
         """
         from diffad.selective.noise_check import RegionMeanCheck
 
+        fixed = sorted({"filter_size", "tau"} & set(params))
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)} come(s) from the calibration in {path}: recalibrate to change"
+            )
         config, tensors = load_checkpoint(path, _KIND)
         arrays = {k: v.numpy() for k, v in tensors.items()}
         try:
@@ -522,7 +562,7 @@ class SelectiveTest:
         reference, f = self._reference(reference)
         x, ref, shape = self._check_pair(image, reference)
         tracer = self._tracer(x.shape)
-        cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
+        cov = self._covariance(x.shape)
         m_obs = tracer.selection_map(x[None])[0] > self._lam()
         size = int(m_obs.sum())
         if size == 0:
@@ -607,16 +647,24 @@ class SelectiveTest:
         return self.localizer.prepare(batch)[0]
 
     def test_prepared(
-        self, image: Any, reference: Any = None, method: str | None = None
+        self,
+        image: Any,
+        reference: Any = None,
+        method: str | None = None,
+        null: str | None = None,
     ) -> SelectiveTestResult:
         """:meth:`test` of an image already in model layout and scale, such as
-        ``LocalizationResult.image[i]`` or ``check_images_[i]`` (no preprocessing applied)."""
+        ``LocalizationResult.image[i]`` or ``check_images_[i]`` (no preprocessing applied);
+        ``null`` overrides the ``null`` parameter for this call."""
         start = time.perf_counter()
         method = self.method if method is None else method
+        null = self.null if null is None else null
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if null not in NULLS:
+            raise ValueError(f"null must be one of {NULLS}, got {null!r}")
         if method == "fission":
-            result = self._fission(image, reference)
+            result = self._fission(image, reference, null)
             result.seconds = time.perf_counter() - start
             return result
         line = self._line(image, reference)
@@ -632,8 +680,8 @@ class SelectiveTest:
             method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
         )
         if method == "naive":
-            result.null = self.null
-            result.p_value = null_p_value(z, self.null, self._null_z(method))
+            result.null = null
+            result.p_value = null_p_value(z, null, self._null_z(method, null))
         elif method == "bonferroni":
             result.null = "bonferroni"
             result.p_value = bonferroni_p_value(z, line.x.size)
@@ -646,40 +694,49 @@ class SelectiveTest:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _null_z(self, method: str) -> np.ndarray | None:
+    def _fission_lam(self) -> float:
+        """λ of the fission selection: ``lam`` when given, else the calibrated ``lam_fission_``."""
+        lam = self.lam if self.lam is not None else getattr(self, "lam_fission_", None)
+        if lam is None:
+            raise NotFittedError("fission needs lam, or calibrate() the test on healthy images")
+        return float(lam)
+
+    def _null_z(self, method: str, null: str) -> np.ndarray | None:
         """The healthy null statistics of ``method`` (None for the Gaussian null)."""
-        if self.null == "gaussian":
+        if null == "gaussian":
             return None
         stored = getattr(self, "null_z_", None)
         if stored is None or method not in stored:
-            raise NotFittedError(f"null={self.null!r} needs calibrate() on healthy images")
+            raise NotFittedError(f"null={null!r} needs calibrate() on healthy images")
+        if len(stored[method]) == 0:
+            raise ValueError(
+                f"null={null!r} needs healthy null images: calibrate() with null_fraction > 0"
+            )
         return stored[method]
 
-    def _fission(self, image: Any, reference: Any) -> SelectiveTestResult:
+    def _fission(self, image: Any, reference: Any, null: str) -> SelectiveTestResult:
         """Data fission: the region of X + τZ, its mean tested on X − Z/τ (no search)."""
         self._check_params()
         reference, f = self._reference(reference)
         x, ref, shape = self._check_pair(image, reference)
-        cov = NoiseCovariance(self._noise_var(), x.size, x.shape)
+        cov = self._covariance(x.shape)
         tau = float(self.tau)
         selected_on, tested_on = fission_pair(x, cov, tau, int(self.random_state))
-        lam = self.lam if self.lam is not None else getattr(self, "lam_fission_", None)
-        if lam is None:
-            raise NotFittedError("fission needs lam, or calibrate() the test on healthy images")
-        m = self._tracer(x.shape).selection_map(selected_on[None])[0].reshape(-1) > float(lam)
+        lam = self._fission_lam()
+        m = self._tracer(x.shape).selection_map(selected_on[None])[0].reshape(-1) > lam
         size = int(m.sum())
         if size == 0:
             return SelectiveTestResult(
                 "fission", None, None, None, None, np.zeros(shape, dtype=bool), 0,
-                message=NO_REGION, null=self.null,
+                message=NO_REGION, null=null,
             )  # fmt: skip
         ones = m.astype(np.float64)
         sd = float(np.sqrt((1.0 + tau**-2 + f) * (ones @ cov.times(ones)))) / size
         stat = float(tested_on.reshape(-1)[m].mean() - ref.reshape(-1)[m].mean())
         z = stat / sd
-        p = null_p_value(z, self.null, self._null_z("fission"))
+        p = null_p_value(z, null, self._null_z("fission", null))
         return SelectiveTestResult(
-            "fission", p, naive_p_value(z), stat, z, m.reshape(shape), size, null=self.null
+            "fission", p, naive_p_value(z), stat, z, m.reshape(shape), size, null=null
         )
 
     def _selective(self, result, tracer, a, b, z, m_obs, method) -> None:
@@ -736,7 +793,7 @@ class SelectiveTest:
         self,
         images: Any,
         references: Any = None,
-        method: str = "parametric",
+        method: str | None = None,
         n_jobs: int | None = 1,
         verbose: bool = False,
         backend: str = "joblib",

@@ -10,7 +10,8 @@ and its mean is tested on g(X): z = (mean_M g(X) − mean_M X′) / sd, sd² = (
 is N(0, 1) under H0: mean_M(μ) = mean_M(μ′) whatever M, with no search and no conditioning
 on the exact pixel set. τ trades the two: a small τ selects on a nearly clean image and tests
 on a noisy one. Z is drawn from a generator seeded by the test's seed and the image's bytes, so
-the same image always gets the same p-value while Z stays independent of X in distribution.
+the same image (as float32 pixels) always gets the same p-value while Z stays independent of X
+in distribution.
 
 **Nulls** for a statistic z computed the same way on healthy images the test never saw:
 
@@ -18,10 +19,10 @@ the same image always gets the same p-value while Z stays independent of X in di
 - ``"scaled"``: z/s with s² the mean of z² over the n healthy images, p from Student's t with n
   degrees of freedom — exact when the healthy z are N(0, σ²) with σ unknown (an empirical
   null scale, after Efron 2004);
-- ``"conformal"``: p = (1 + #{healthy |z| ≥ |z_obs|}) / (n + 1), an image with no region
-  counting as |z| = 0 — exact in finite samples whenever the tested image and the healthy ones
-  are exchangeable (a healthy image of the same kind), with no model at all; its smallest
-  value is 1/(n + 1).
+- ``"conformal"``: p = (1 + #{healthy |z| ≥ |z_obs|}) / (m + 1) over the m healthy images
+  that had a region — exact in finite samples, given that a region was selected, whenever the
+  tested image and the healthy ones are exchangeable (a healthy image of the same kind), with
+  no model at all; its smallest value is 1/(m + 1).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ NULLS = ("gaussian", "scaled", "conformal")
 
 def fission_noise(cov: NoiseCovariance, image: np.ndarray, seed: int) -> np.ndarray:
     """Z ~ N(0, Σ) for ``image``, from a generator seeded by ``seed`` and the image's bytes."""
-    digest = hashlib.sha256(np.ascontiguousarray(image, dtype=np.float64).tobytes()).digest()
+    # Hashed as float32, the precision images are stored and localised in: the same picture
+    # gets the same Z whichever path (float32 or float64) brought it here.
+    digest = hashlib.sha256(np.ascontiguousarray(image, dtype=np.float32).tobytes()).digest()
     words = np.frombuffer(digest[:16], dtype=np.uint32).tolist()
     return cov.sample(np.random.default_rng([int(seed), *words])).reshape(np.shape(image))
 
@@ -80,12 +83,11 @@ def null_p_value(z: float | None, null: str, null_z: np.ndarray | None) -> float
     if null_z is None or len(null_z) == 0:
         raise ValueError(f"null={null!r} needs healthy null statistics: calibrate() the test")
     values = np.asarray(null_z, dtype=np.float64)
+    finite = values[np.isfinite(values)]  # the healthy images that had a region
+    if len(finite) < (1 if null == "conformal" else 2):
+        raise ValueError(f"null={null!r} needs more healthy null images with a region")
     if null == "conformal":
-        scores = np.where(np.isfinite(values), np.abs(values), 0.0)
-        return float((1 + np.sum(scores >= abs(z))) / (len(scores) + 1))
-    finite = values[np.isfinite(values)]
-    if len(finite) < 2:
-        raise ValueError("null='scaled' needs at least 2 healthy images with a region")
+        return float((1 + np.sum(np.abs(finite) >= abs(z))) / (len(finite) + 1))
     scale = float(np.sqrt(np.mean(finite**2)))
     return float(2 * t.sf(abs(z) / scale, df=len(finite)))
 

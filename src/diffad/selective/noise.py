@@ -86,7 +86,7 @@ class NoiseModel:
     noise_var : float or numpy.ndarray
         Σ: a scalar variance, per-pixel variances (C, H, W), or a (C·H·W)² matrix.
     kind : str
-        ``"scalar"``, ``"pixel"``, ``"full"`` or ``"local"``.
+        ``"scalar"``, ``"pixel"``, ``"full"``, ``"local"`` or ``"tapered"``.
     n_images : int
         Healthy images used.
     """
@@ -215,8 +215,8 @@ class CalibrationCheck:
         verdict = (
             "consistent with a valid test"
             if self.adequate
-            else "TOO MANY healthy rejections: the Gaussian noise model does not fit these "
-            "images; do not trust the selective p-values"
+            else "TOO MANY healthy rejections: the region test's null does not fit these "
+            "images; do not trust its p-values"
         )
         return (
             f"healthy calibration check: {self.n_rejected} of {self.n_healthy} held-out healthy "
