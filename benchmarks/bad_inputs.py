@@ -116,7 +116,8 @@ def run_cli(command: str, extra: list[str], files: dict[str, str], out: Path) ->
 def api_cases(files: dict[str, str], method: str = "ddpm") -> list[dict[str, Any]]:
     from diffad import DDPMLocalizer, DisyreLocalizer
     from diffad.image.localizers import load_localizer
-    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+    from diffad.selective import REGION_TEST_FOLDER
+    from diffad.selective.dal import SelectiveTest
 
     loc = load_localizer(files["model"], device="cpu")
     loc.set_params(verbose=False)

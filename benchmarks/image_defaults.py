@@ -53,9 +53,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oneclass_image import set_threads  # noqa: E402
-
 from diffad.bench.machine import machine_info  # noqa: E402
 from diffad.bench.results import write_json  # noqa: E402
+
 from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
 from diffad.image.disyre_localizer import DisyreLocalizer  # noqa: E402
 from diffad.image.scores import anomaly_score  # noqa: E402

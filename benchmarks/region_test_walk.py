@@ -23,7 +23,8 @@ from diffad._layers import LAYERS, subpackage
 from diffad.cli import main as cli_main
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.provenance import write_result
-from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+from diffad.selective import REGION_TEST_FOLDER
+from diffad.selective.dal import SelectiveTest
 
 
 def _module_of(frame) -> str | None:

@@ -68,7 +68,7 @@ def test_options_of_the_other_method_are_errors(folder, tmp_path, capsys):
     base = ["train-image", "--data", str(folder), "--size", "8", "--out", str(tmp_path / "m")]
     assert main(base + ["--method", "disyre", "--t-start", "100"]) == 2
     assert "--t-start do(es) not apply to --method disyre" in capsys.readouterr().err
-    assert main(base + ["--severities", "99"]) == 2
+    assert main(base + ["--method", "ddpm", "--severities", "99"]) == 2
     assert "--severities do(es) not apply to --method ddpm" in capsys.readouterr().err
     assert main(base + ["--method", "disyre", "--severities", "99,x"]) == 2
     assert "--severities must be comma-separated integers" in capsys.readouterr().err

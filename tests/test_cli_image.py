@@ -28,7 +28,7 @@ def model(folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m"
     argv = ["train-image", "--data", str(folder), "--size", "8", "--out", str(out)]
     argv += ["--steps", "4", "--batch-size", "3", "--channels", "4,8", "--quiet"]
-    assert main(argv + ["--calibration-fraction", "0.34", "--score", "l1"]) == 0
+    assert main(argv + ["--calibration-fraction", "0.34", "--method", "ddpm", "--score", "l1"]) == 0
     return out
 
 

@@ -18,8 +18,9 @@ import torch
 
 from diffad.cli import main
 from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.selective import REGION_TEST_FOLDER
 from diffad.selective.batch import iter_tests
-from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+from diffad.selective.dal import SelectiveTest
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
 
@@ -253,6 +254,7 @@ def test_cli_ray_and_joblib_write_identical_p_values(ray_local, model, images, t
     np.save(tmp_path / "stack.npy", images[0])
     base = ["test", "--model", str(root / "model"), "--images", str(tmp_path / "stack.npy")]
     base += ["--npy-3d", "stack", "--device", "cpu", "--quiet", "--check", "0", "--lam", "0.5"]
+    base += ["--method", "parametric"]
     records = {}
     for backend in ("joblib", "ray"):
         out = tmp_path / f"{backend}.jsonl"

@@ -52,13 +52,15 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
-def read_images(args: argparse.Namespace, spec: str, size: int | None) -> Any:
-    """The :class:`~diffad.data.raw_images.RawImages` named by ``spec`` and the input options."""
+def read_images(
+    args: argparse.Namespace, spec: str, size: int | None, limit_seed: int = 0
+) -> Any:
+    """The :class:`~diffad.data.raw_images.RawImages` named by ``spec`` and the input options
+    (``--limit`` keeps a random subset seeded by ``limit_seed``)."""
     from diffad.data.raw_images import load_raw_images
 
     return load_raw_images(
-        spec, size, npy_3d=args.npy_3d, axis=args.axis, limit=args.limit,
-        seed=getattr(args, "seed", None) or 0,
+        spec, size, npy_3d=args.npy_3d, axis=args.axis, limit=args.limit, seed=limit_seed
     )
 
 

@@ -264,27 +264,34 @@ def _paired(args: argparse.Namespace, loc: Any, tester: Any, raw: Any) -> list |
     ValueError
         A region test calibrated with paired references run without them.
     """
+    paired = getattr(tester, "offset_", None) is not None
     if args.paired_references is None:
-        if getattr(tester, "offset_", None) is not None:
+        if paired:
             raise ValueError(
                 "this model's region test was calibrated with paired references: give "
                 "--paired-references (a folder matched by file name, or e.g. mni152)"
             )
         return None
+    if tester.calibrated and not paired:
+        raise ValueError(
+            "this model's region test was calibrated against the mean healthy image: give "
+            "--reference/--references, or retrain with train-image --paired-references"
+        )
     from diffad.data.references import paired_references
 
     refs = paired_references(
         raw, args.images, args.paired_references, loc.image_shape_[1],
         npy_3d=args.npy_3d, axis=args.axis,
     )  # fmt: skip
-    tester.reference_var_factor = None if getattr(tester, "offset_", None) is not None else 1.0
+    tester.reference_var_factor = None if paired else 1.0
     return list(loc.prepare(refs).astype(np.float64))
 
 
 def make_tester(args: argparse.Namespace, loc: Any) -> Any:
     """The region test of ``loc`` with the options of ``args``: calibrated from the model
     folder's ``region_test`` when ``train-image`` stored one."""
-    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+    from diffad.selective import REGION_TEST_FOLDER
+    from diffad.selective.dal import SelectiveTest
 
     params = {
         "method": args.method,
@@ -299,15 +306,30 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
         "device": args.device,
     }
     stored = Path(args.model) / REGION_TEST_FOLDER
-    if stored.is_dir():
-        tester = SelectiveTest.load(stored, loc, **params)
-    else:
-        tester = SelectiveTest(loc, **params)
-    if args.filter_size is not None:
-        tester.filter_size = args.filter_size
-    if args.tau is not None:
-        tester.tau = args.tau
-    return tester
+    if not stored.is_dir():
+        return SelectiveTest(
+            loc, filter_size=args.filter_size or 3, tau=args.tau or 1.0, **params
+        )
+    # A stored calibration (λ, healthy nulls) belongs to the map and settings it was made
+    # with: options that change them would silently compare against stale numbers.
+    changed = [
+        flag
+        for flag, value in (
+            ("--t-start", args.t_start), ("--ddim-steps", args.ddim_steps), ("--seed", args.seed),
+            ("--filter-size", args.filter_size), ("--tau", args.tau),
+        )
+        if value is not None
+    ]  # fmt: skip
+    healthy_null = args.method in ("fission", "naive") and args.null != "gaussian"
+    if healthy_null and (args.lam is not None or args.noise_var is not None):
+        changed += [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)} change(s) what the model's stored region-test calibration "
+            "was made for: retrain (or recalibrate) with train-image, or use --null gaussian "
+            "for --lam/--noise-var"
+        )
+    return SelectiveTest.load(stored, loc, **params)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -324,14 +346,15 @@ def run(args: argparse.Namespace) -> int:
     map_overrides(args, loc)
     raw = read_images(args, args.images, loc.image_shape_[1])
     tester = make_tester(args, loc)
-    tester.validate(loc.image_shape_)  # a setting that fails every image fails once, here
-    # One reconstruction per image: the report's maps and the tested regions come from it.
-    result = loc.localize(raw.images)
     references = _paired(args, loc, tester, raw)
     if references is None:
         reference, factor = _reference(args, loc, tester)
         tester.reference_var_factor = factor
         references = None if reference is None else [reference] * len(raw)
+    # A setting that fails every image fails once, here, before the maps are computed.
+    tester.validate(loc.image_shape_)
+    # One reconstruction per image: the report's maps and the tested regions come from it.
+    result = loc.localize(raw.images)
     log = result_log(args)
     if log is not None and len(log):
         print(f"resuming: {len(log)} result(s) already in {log.path}")

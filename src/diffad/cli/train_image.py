@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from diffad.image import (
     SCORES,
 )
 from diffad.image.preprocessing import INTENSITIES, describe
+from diffad.selective import REGION_TEST_FOLDER
 
 
 def parse_channels(text: str, option: str = "--channels", minimum: int = 1) -> list[int]:
@@ -219,7 +221,7 @@ def _calibrate_region_test(loc: Any, images: Any, references: Any, out: Path) ->
     """Calibrate the region test (reference, noise model, λ, healthy nulls) on the healthy
     calibration images (with their paired ``references``, if any) and store it in
     ``out/region_test``; None (with a note) when the model's map cannot be traced."""
-    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+    from diffad.selective.dal import SelectiveTest
 
     try:
         tester = SelectiveTest(loc).calibrate(images, references)
@@ -239,12 +241,14 @@ def run(args: argparse.Namespace) -> int:
     unet = None if args.channels is None else {"channels": parse_channels(args.channels)}
     options = _method_options(args)
     set_threads(args.threads)
-    data = read_images(args, args.data, args.size)
+    data = read_images(args, args.data, args.size, limit_seed=args.seed)
     if args.calibration is not None:
-        train, cal = data, read_images(args, args.calibration, args.size)
+        train, cal = data, read_images(args, args.calibration, args.size, limit_seed=args.seed)
     else:
         train_idx, cal_idx = split_calibration(len(data), args.calibration_fraction, args.seed)
         train, cal = data.subset(train_idx), (data.subset(cal_idx) if len(cal_idx) else None)
+    if args.paired_references is not None and cal is None:
+        raise ValueError("--paired-references needs calibration images (no calibration share)")
     loc = localizer_class(args.method)(
         unet=unet,
         train_steps=args.steps,
@@ -262,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         **options,
     ).fit(train.images)
     out = loc.save(args.out)  # saved first: a calibration error must not lose the training
+    # A region test left in the folder by an earlier model must never pass for this one's.
+    shutil.rmtree(Path(out) / REGION_TEST_FOLDER, ignore_errors=True)
     tester = None
     if cal is not None:
         try:

@@ -180,7 +180,8 @@ def cached_model(
     ``folder`` or trained and saved there (written to a temporary folder first, so an
     interrupted save is never loaded)."""
     from diffad.image.localizers import load_localizer
-    from diffad.selective.dal import REGION_TEST_FOLDER, SelectiveTest
+    from diffad.selective import REGION_TEST_FOLDER
+    from diffad.selective.dal import SelectiveTest
 
     model_dir = folder / "model"
     test_params = {

@@ -206,10 +206,12 @@ def add_region_results(
         bounds = None if res.p_value_bounds is None else [float(b) for b in res.p_value_bounds]
         if bounds is None and res.p_value is not None:
             bounds = [float(res.p_value)] * 2  # an exact p is its own bracket in the report
+        # Only the exact test's search stops at a bracket; other p-values are always exact.
+        point = exact or res.method not in ("parametric", "oc")
         entry.update(
             p_method=method_label(res.method, res.null),
             region_pixels=res.region_size,
-            p_selective=float(res.p_value) if exact and res.p_value is not None else None,
+            p_selective=float(res.p_value) if point and res.p_value is not None else None,
             p_selective_bounds=bounds,
             p_naive=res.naive_p_value,
             rejected=reject_at(bounds, alpha) if res.selected else False,

@@ -21,6 +21,9 @@ NULL_METHODS = ("fission", "naive")
 #: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,
 #: chosen by ``benchmarks/region_power.py`` (docs/benchmarks/region_power.md).
 DEFAULT_METHOD = "fission"
+#: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
+#: calibration (``SelectiveTest.save``).
+REGION_TEST_FOLDER = "region_test"
 DEFAULT_NULL = "conformal"
 #: Stopping rules of the parametric search (:mod:`diffad.selective.search`).
 TERMINATIONS = ("exhaustive", "precision", "decision")

@@ -40,9 +40,6 @@ from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
 
 _KIND = "SelectiveTest"
-#: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
-#: calibration (:meth:`SelectiveTest.save`).
-REGION_TEST_FOLDER = "region_test"
 #: The fitted state :meth:`SelectiveTest.calibrate` sets (and :meth:`SelectiveTest.save` keeps).
 _CALIBRATION = (
     "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_",
