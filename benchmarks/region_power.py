@@ -241,6 +241,39 @@ def plot(contrast: dict[str, Any], path: str, label: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+METHOD_LABELS = {
+    "fission_gaussian": "fission, Gaussian null",
+    "fission_scaled": "fission, scaled null",
+    "fission_conformal": "fission, conformal null",
+    "naive_conformal": "region z, conformal null",
+    "naive_gaussian": "naive (invalid)",
+    "oc": "exact, over-conditioned (OC)",
+    "parametric": "exact DAL-Test",
+    "bonferroni": "Bonferroni",
+}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The doc tables of a result file: rejection rates with bands, per reference."""
+
+    def cell(r: dict[str, Any]) -> str:
+        if not r["n"]:
+            return "—"
+        lo, hi = r["band"]
+        return f"{r['rate']:.3f} [{lo:.3f}, {hi:.3f}] (n = {r['n']})"
+
+    lines = []
+    for ref_kind, table in result["summary"].items():
+        lines += [f"reference: {ref_kind}", "", "| test | " + " | ".join(GROUPS) + " |",
+                  "|---|" + "---|" * len(GROUPS)]  # fmt: skip
+        for method, label in METHOD_LABELS.items():
+            if method in table["healthy"]:
+                row = [cell(table[g][method]) for g in GROUPS]
+                lines.append(f"| {label} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--localizer", choices=("ddpm", "disyre"), default="ddpm")
@@ -251,11 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--contrast-null", default="conformal", choices=NULLS)
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="result JSON (with --table: the one to read)")
+    p.add_argument("--table", action="store_true", help="print the doc tables of --out")
     p.add_argument("--plot", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--model-cache", default=None, help="folder to keep the trained model in")
     args = p.parse_args(argv)
+    if args.table:
+        import json
+
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     command = "python benchmarks/region_power.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
