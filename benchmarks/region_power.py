@@ -185,13 +185,19 @@ def run_split(
 
 
 def contrast_power(
-    loc: Any, colin: ImageSet, matched: np.ndarray, tau: float, null: str, levels: list[float]
+    loc: Any,
+    colin: ImageSet,
+    matched: np.ndarray,
+    tau: float,
+    method: str,
+    null: str,
+    levels: list[float],
 ) -> dict[str, Any]:
-    """Rejection rate of fission (``null``, matched reference) against the demo generator's
+    """Rejection rate of ``method`` (``null``, matched reference) against the demo generator's
     contrast δ, on the test slices of split 0."""
     perm = np.random.default_rng(0).permutation(len(colin))
     cal, test = np.sort(perm[:N_CALIBRATION]), np.sort(perm[N_CALIBRATION:])
-    tester = SelectiveTest(loc, device="cpu", tau=tau, null=null, method="fission")
+    tester = SelectiveTest(loc, device="cpu", tau=tau, null=null, method=method)
     tester.calibrate(colin.images[cal], matched[cal], check_fraction=0.05)
     out = {}
     for delta in levels:
@@ -245,7 +251,8 @@ METHOD_LABELS = {
     "fission_gaussian": "fission, Gaussian null",
     "fission_scaled": "fission, scaled null",
     "fission_conformal": "fission, conformal null",
-    "naive_conformal": "region z, conformal null",
+    "naive_conformal": "rank: region z among healthy images (conformal; the default)",
+    "rank_conformal": "rank: region z among healthy images (conformal)",
     "naive_gaussian": "naive (invalid)",
     "oc": "exact, over-conditioned (OC)",
     "parametric": "exact DAL-Test",
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--exact", type=int, default=0, help="exact DAL-Test on this many per group")
     p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
+    p.add_argument("--contrast-method", default="rank", help="the test of the contrast curve")
     p.add_argument("--contrast-null", default="conformal", choices=NULLS)
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8")
     p.add_argument("--threads", type=int, default=1)
@@ -314,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_calibration": N_CALIBRATION,
         "n_test_per_split": len(colin) - N_CALIBRATION,
     }
-    splits = []
+    splits: list[dict[str, Any]] = []
     for s in range(args.splits):
         splits.append(
             run_split(
@@ -326,12 +334,17 @@ def main(argv: list[str] | None = None) -> int:
         write_result(args.out, result, command=command)
         print(f"split {s} done", flush=True)
     levels = [float(v) for v in args.contrasts.split(",")]
-    result["contrast"] = contrast_power(loc, colin, matched, args.tau, args.contrast_null, levels)
-    result["contrast_null"] = args.contrast_null
+    result["contrast"] = contrast_power(
+        loc, colin, matched, args.tau, args.contrast_method, args.contrast_null, levels
+    )
+    result["contrast_method"], result["contrast_null"] = args.contrast_method, args.contrast_null
     write_result(args.out, result, command=command)
     if args.plot:
-        plot(result["contrast"], args.plot, f"fission, {args.contrast_null} null, matched")
-    for ref_kind, table in result["summary"].items():
+        label = METHOD_LABELS.get(
+            f"{args.contrast_method}_{args.contrast_null}", args.contrast_method
+        )
+        plot(result["contrast"], args.plot, f"{label}, matched reference")
+    for ref_kind, table in result.get("summary", {}).items():
         for group, methods in table.items():
             line = ", ".join(f"{m} {v['rate']:.3f}" for m, v in methods.items() if v["n"])
             print(f"{ref_kind} {group}: {line}")

@@ -73,7 +73,7 @@ def test_defaults_from_the_calibrated_model_and_run_folder(files, capsys):
     assert arrays["regions"].sum() == entry["region_pixels"]
 
 
-def test_the_default_region_test_is_fission_against_healthy_images(tmp_path, capsys):
+def test_the_default_region_test_ranks_against_healthy_images(tmp_path, capsys):
     rng = np.random.default_rng(3)
     loc = DDPMLocalizer(
         unet={"channels": [4, 8]}, t_start=200, train_steps=5, batch_size=8, device="cpu",
@@ -89,13 +89,17 @@ def test_the_default_region_test_is_fission_against_healthy_images(tmp_path, cap
     argv = ["test", "--model", str(tmp_path / "m"), "--images", str(tmp_path / "x.npy")]
     assert main(argv + ["--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
-    assert "fission p" in text and "conformal null" in text and "noise-model check" in text
+    assert "rank p" in text and "noise-model check" in text
     doc = json.loads((tmp_path / "run" / "report.json").read_text())
     (entry,) = doc["images"]
-    assert entry["p_method"] == "fission, conformal null" == doc["region_test"]
-    n_null = int(np.isfinite(tester.null_z_["fission"]).sum())  # healthy images with a region
+    label = "region z ranked among healthy images (conformal)"
+    assert entry["p_method"] == label == doc["region_test"]
+    n_null = int(np.isfinite(tester.null_z_["naive"]).sum())  # healthy images with a region
     assert entry["p_selective"] == pytest.approx(1 / (n_null + 1))  # beyond every healthy one
     assert "noise_check" in doc["calibration"]
+    # Fission against the same healthy images, one flag away.
+    assert main(argv + ["--device", "cpu", "--quiet", "--method", "fission"]) == 0
+    assert "fission p" in capsys.readouterr().out
 
 
 def test_decision_prints_a_bracket_not_a_p_value(files, capsys):

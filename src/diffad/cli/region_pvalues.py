@@ -80,9 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         default=DEFAULT_METHOD,
         choices=METHODS,
-        help="fission: select on X + τZ, test on X - Z/τ against --null (milliseconds, no "
-        "search; the default, measured in docs/benchmarks/region_power.md); parametric: the "
-        "exact DAL-Test (conditions on the exact region); oc, naive, bonferroni, permutation",
+        help="rank (the default): the region's z ranked among held-out healthy images, a "
+        "conformal p-value, valid whenever the image is exchangeable with them and the most "
+        "powerful valid test in docs/benchmarks/region_power.md; fission: select on X + τZ, "
+        "test on X - Z/τ against --null; parametric: the exact DAL-Test (conditions on the "
+        "exact region); oc, naive, bonferroni, permutation",
     )
     p.add_argument(
         "--null",
@@ -236,6 +238,8 @@ def describe(result: Any, termination: str, alpha: float) -> str:
         )
     if result.method in ("parametric", "oc"):
         return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
+    if result.method == "rank":
+        return f"{result.region_size} px, rank p {result.p_value:.3g} (among healthy images)"
     return f"{result.region_size} px, {result.method} p {result.p_value:.3g} ({result.null} null)"
 
 
@@ -322,7 +326,9 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
         )
         if value is not None
     ]  # fmt: skip
-    healthy_null = args.method in ("fission", "naive") and args.null != "gaussian"
+    healthy_null = args.method == "rank" or (
+        args.method in ("fission", "naive") and args.null != "gaussian"
+    )
     if healthy_null and (args.lam is not None or args.noise_var is not None):
         changed += [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
     if changed:
@@ -363,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
     results = compute_results(args, tester, raw.names, result.image, references, log)
     check, check_p = None, []
     user_reference = args.reference or args.references
-    checked = not user_reference and args.method in ("parametric", "fission")
+    checked = not user_reference and args.method in ("rank", "parametric", "fission")
     kept = getattr(tester, "check_images_", None)
     n_check = 0 if kept is None or not checked else len(kept)
     n_check = n_check if args.check is None else min(max(args.check, 0), n_check)

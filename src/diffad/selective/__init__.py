@@ -15,12 +15,12 @@ Bonferroni, permutation: ``comparators.py``).
 from diffad._lazy import lazy_exports
 
 #: p-value methods of :meth:`SelectiveTest.test`.
-METHODS = ("fission", "parametric", "oc", "naive", "bonferroni", "permutation")
+METHODS = ("rank", "fission", "parametric", "oc", "naive", "bonferroni", "permutation")
 #: Methods whose statistic is calibrated against healthy images (``null``).
 NULL_METHODS = ("fission", "naive")
 #: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,
 #: chosen by ``benchmarks/region_power.py`` (docs/benchmarks/region_power.md).
-DEFAULT_METHOD = "fission"
+DEFAULT_METHOD = "rank"
 #: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
 #: calibration (``SelectiveTest.save``).
 REGION_TEST_FOLDER = "region_test"

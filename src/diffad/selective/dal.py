@@ -300,7 +300,9 @@ class SelectiveTest:
             self._fission_lam()
         else:
             self._lam()
-        if method in NULL_METHODS:
+        if method == "rank":
+            self._null_z("naive", "conformal")
+        elif method in NULL_METHODS:
             self._null_z(method, self.null)
 
     def _lam(self) -> float:
@@ -618,12 +620,14 @@ class SelectiveTest:
         reference : array-like, optional
             A healthy image read the same way, independent of ``image``. ``None`` uses
             ``reference_`` (the mean of healthy calibration images).
-        method : {"fission", "parametric", "oc", "naive", "bonferroni", "permutation"}, optional
-            Default: the ``method`` parameter. ``parametric`` is the exact DAL-Test p-value;
-            ``oc`` over-conditions on every decision (valid, less power); ``fission`` selects
-            on X + τZ and tests on X − Z/τ against ``null`` (no search); ``naive`` ignores the
-            selection (invalid against the Gaussian null, valid against ``"conformal"``);
-            ``bonferroni`` and ``permutation`` are comparators.
+        method : {"rank", "fission", "parametric", "oc", "naive", "bonferroni", "permutation"}
+            Default: the ``method`` parameter. ``rank`` ranks the region's z among those of the
+            healthy null images (a conformal p-value; the product's default); ``parametric``
+            is the exact DAL-Test p-value; ``oc`` over-conditions on every decision (valid,
+            less power); ``fission`` selects on X + τZ and tests on X − Z/τ against ``null``
+            (no search); ``naive`` ignores the selection (invalid against the Gaussian null,
+            the same as ``rank`` against ``"conformal"``); ``bonferroni`` and
+            ``permutation`` are comparators.
 
         Returns
         -------
@@ -676,9 +680,10 @@ class SelectiveTest:
         result = SelectiveTestResult(
             method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
         )
-        if method == "naive":
-            result.null = null
-            result.p_value = null_p_value(z, null, self._null_z(method, null))
+        if method in ("naive", "rank"):
+            # rank: the naive statistic ranked among the healthy null images' (conformal).
+            result.null = "conformal" if method == "rank" else null
+            result.p_value = null_p_value(z, result.null, self._null_z("naive", result.null))
         elif method == "bonferroni":
             result.null = "bonferroni"
             result.p_value = bonferroni_p_value(z, line.x.size)
