@@ -62,7 +62,8 @@ class RegionMeanCheck:
         verdict = (
             "the noise model fits"
             if self.fits
-            else "the noise model MISREPRESENTS region means: Gaussian p-values are not valid"
+            else "the noise model MISREPRESENTS region means: do not trust Gaussian-null "
+            "p-values (rank and the conformal or scaled nulls do not rely on it)"
         )
         head = "noise-model check, variance of standardised region means (1 if right)"
         return f"{head}: {parts}: {verdict}"
