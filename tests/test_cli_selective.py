@@ -79,16 +79,18 @@ def test_the_default_region_test_ranks_against_healthy_images(tmp_path, capsys):
         unet={"channels": [4, 8]}, t_start=200, train_steps=5, batch_size=8, device="cpu",
         verbose=False, score="l1",
     ).fit(rng.standard_normal((16, 1, 8, 8)).astype(np.float32))  # fmt: skip
-    healthy = rng.standard_normal((48, 1, 8, 8)).astype(np.float32)
+    healthy = rng.standard_normal((120, 1, 8, 8)).astype(np.float32)
     loc.calibrate(healthy).save(tmp_path / "m")
     tester = SelectiveTest(loc).calibrate(healthy)
     tester.save(tmp_path / "m" / REGION_TEST_FOLDER)
+    assert np.isfinite(tester.null_z_["naive"]).sum() >= 20  # enough for rank at alpha 0.05
     x = rng.standard_normal((8, 8))
     x[1:7, 1:7] += 6.0
     np.save(tmp_path / "x.npy", x)
     argv = ["test", "--model", str(tmp_path / "m"), "--images", str(tmp_path / "x.npy")]
     assert main(argv + ["--device", "cpu", "--quiet", "--out", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
+    assert "region test: rank among" in text
     assert "rank p" in text and "noise-model check" in text
     doc = json.loads((tmp_path / "run" / "report.json").read_text())
     (entry,) = doc["images"]
@@ -97,9 +99,14 @@ def test_the_default_region_test_ranks_against_healthy_images(tmp_path, capsys):
     n_null = int(np.isfinite(tester.null_z_["naive"]).sum())  # healthy images with a region
     assert entry["p_selective"] == pytest.approx(1 / (n_null + 1))  # beyond every healthy one
     assert "noise_check" in doc["calibration"]
-    # Fission against the same healthy images, one flag away.
+    # Fission against the same healthy images, one flag away (scaled null by default).
     assert main(argv + ["--device", "cpu", "--quiet", "--method", "fission"]) == 0
     assert "fission p" in capsys.readouterr().out
+    # Too few healthy null images for a rank p-value below alpha: fission is chosen, saying why.
+    few = SelectiveTest(loc).calibrate(healthy[:40])
+    few.save(tmp_path / "m" / REGION_TEST_FOLDER)
+    assert main(argv + ["--device", "cpu", "--quiet"]) == 0
+    assert "region test: fission: only" in capsys.readouterr().out
 
 
 def test_decision_prints_a_bracket_not_a_p_value(files, capsys):

@@ -78,21 +78,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, default=None, help="threshold λ (default: the model's)")
     p.add_argument(
         "--method",
-        default=DEFAULT_METHOD,
+        default=None,
         choices=METHODS,
-        help="rank (the default): the region's z ranked among held-out healthy images, a "
-        "conformal p-value, valid whenever the image is exchangeable with them and the most "
-        "powerful valid test in docs/benchmarks/region_power.md; fission: select on X + τZ, "
-        "test on X - Z/τ against --null; parametric: the exact DAL-Test (conditions on the "
-        "exact region); oc, naive, bonferroni, permutation",
+        help="default: rank when the model's region test kept at least 1/alpha - 1 healthy "
+        "null images with a region, else fission with the scaled null, else (no calibration) "
+        "parametric -- the most powerful valid tests in docs/benchmarks/region_power.md. "
+        "rank: the region's z ranked among held-out healthy images (a conformal p-value, valid "
+        "whenever the image is exchangeable with them); fission: select on X + τZ, test on "
+        "X - Z/τ against --null; parametric: the exact DAL-Test (conditions on the exact "
+        "region); oc, naive, bonferroni, permutation",
     )
     p.add_argument(
         "--null",
-        default=DEFAULT_NULL,
+        default=None,
         choices=("gaussian", "scaled", "conformal"),
         help="what the fission / naive statistic is compared with: conformal = its rank among "
         "held-out healthy images (exact whenever the image and those are exchangeable); "
-        "scaled = Student t with the healthy scale; gaussian = N(0, 1)",
+        "scaled = Student t with the healthy scale; gaussian = N(0, 1). Default: scaled for "
+        "fission, gaussian for naive",
     )
     p.add_argument("--tau", type=float, default=None, help="fission τ (default: the model's, 1)")
     p.add_argument(
@@ -293,6 +296,45 @@ def _paired(args: argparse.Namespace, loc: Any, tester: Any, raw: Any) -> list |
     return list(loc.prepare(refs).astype(np.float64))
 
 
+def choose_test(args: argparse.Namespace, tester: Any) -> str:
+    """Resolve ``--method`` and ``--null`` left at their defaults (into ``args`` and the test)
+    and say why: rank when the calibration kept enough healthy null images with a region for
+    a conformal p-value below --alpha, else fission against the scaled null, else (no
+    calibration) the exact DAL-Test."""
+    why = ""
+    if args.method is None:
+        null_z = getattr(tester, "null_z_", None) or {}
+        ranked = int(np.isfinite(null_z.get("naive", [])).sum())
+        scaled = int(np.isfinite(null_z.get("fission", [])).sum())
+        if ranked + 1 > 1 / args.alpha:
+            args.method = DEFAULT_METHOD
+            why = f"rank among {ranked} healthy images with a region"
+        elif scaled >= 2:
+            args.method, args.null = "fission", args.null or DEFAULT_NULL
+            why = (
+                f"fission: only {ranked} healthy null images had a region, too few for a rank "
+                f"p-value below alpha = {args.alpha:g}"
+            )
+        else:
+            args.method = "parametric"
+            why = "the exact DAL-Test: the model's region test has no healthy null images"
+    if args.null is None:
+        args.null = DEFAULT_NULL if args.method == "fission" else "gaussian"
+    tester.method, tester.null = args.method, args.null
+    healthy_null = args.method == "rank" or (
+        args.method in ("fission", "naive") and args.null != "gaussian"
+    )
+    if tester.calibrated and healthy_null:
+        given = [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} would compare against healthy null statistics computed "
+                f"with the calibrated values: use --method parametric or --null gaussian, or "
+                "recalibrate with train-image"
+            )
+    return why
+
+
 def make_tester(args: argparse.Namespace, loc: Any) -> Any:
     """The region test of ``loc`` with the options of ``args``: calibrated from the model
     folder's ``region_test`` when ``train-image`` stored one."""
@@ -300,8 +342,6 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
     from diffad.selective.dal import SelectiveTest
 
     params = {
-        "method": args.method,
-        "null": args.null,
         "noise_var": parse_noise_var(args.noise_var),
         "lam": args.lam,
         "termination": args.termination,
@@ -326,16 +366,10 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
         )
         if value is not None
     ]  # fmt: skip
-    healthy_null = args.method == "rank" or (
-        args.method in ("fission", "naive") and args.null != "gaussian"
-    )
-    if healthy_null and (args.lam is not None or args.noise_var is not None):
-        changed += [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
     if changed:
         raise ValueError(
             f"{', '.join(changed)} change(s) what the model's stored region-test calibration "
-            "was made for: retrain (or recalibrate) with train-image, or use --null gaussian "
-            "for --lam/--noise-var"
+            "was made for: retrain (or recalibrate) with train-image"
         )
     return SelectiveTest.load(stored, loc, **params)
 
@@ -354,6 +388,9 @@ def run(args: argparse.Namespace) -> int:
     map_overrides(args, loc)
     raw = read_images(args, args.images, loc.image_shape_[1])
     tester = make_tester(args, loc)
+    why = choose_test(args, tester)
+    if why:
+        print(f"region test: {why}")
     references = _paired(args, loc, tester, raw)
     if references is None:
         reference, factor = _reference(args, loc, tester)

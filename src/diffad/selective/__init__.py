@@ -19,12 +19,14 @@ METHODS = ("rank", "fission", "parametric", "oc", "naive", "bonferroni", "permut
 #: Methods whose statistic is calibrated against healthy images (``null``).
 NULL_METHODS = ("fission", "naive")
 #: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,
-#: chosen by ``benchmarks/region_power.py`` (docs/benchmarks/region_power.md).
+#: and the null of fission: the most powerful valid ones in ``benchmarks/region_power.py``
+#: (docs/benchmarks/region_power.md). ``rank`` needs at least 1/α − 1 healthy null images
+#: with a region; ``diffad test`` falls back to fission with this null when there are fewer.
 DEFAULT_METHOD = "rank"
 #: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
 #: calibration (``SelectiveTest.save``).
 REGION_TEST_FOLDER = "region_test"
-DEFAULT_NULL = "conformal"
+DEFAULT_NULL = "scaled"
 #: Stopping rules of the parametric search (:mod:`diffad.selective.search`).
 TERMINATIONS = ("exhaustive", "precision", "decision")
 
