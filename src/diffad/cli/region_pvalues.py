@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from diffad.cli._images import add_input_args, add_runtime_args
-from diffad.selective import DEFAULT_METHOD, DEFAULT_NULL, METHODS, TERMINATIONS
+from diffad.selective import DEFAULT_NULL, METHODS, TERMINATIONS
 
 
 def parse_noise_var(value: str | None) -> float | np.ndarray | None:
@@ -303,21 +303,8 @@ def choose_test(args: argparse.Namespace, tester: Any) -> str:
     calibration) the exact DAL-Test."""
     why = ""
     if args.method is None:
-        null_z = getattr(tester, "null_z_", None) or {}
-        ranked = int(np.isfinite(null_z.get("naive", [])).sum())
-        scaled = int(np.isfinite(null_z.get("fission", [])).sum())
-        if ranked + 1 > 1 / args.alpha:
-            args.method = DEFAULT_METHOD
-            why = f"rank among {ranked} healthy images with a region"
-        elif scaled >= 2:
-            args.method, args.null = "fission", args.null or DEFAULT_NULL
-            why = (
-                f"fission: only {ranked} healthy null images had a region, too few for a rank "
-                f"p-value below alpha = {args.alpha:g}"
-            )
-        else:
-            args.method = "parametric"
-            why = "the exact DAL-Test: the model's region test has no healthy null images"
+        args.method, null, why = tester.recommended_test(args.alpha)
+        args.null = args.null or null
     if args.null is None:
         args.null = DEFAULT_NULL if args.method == "fission" else "gaussian"
     tester.method, tester.null = args.method, args.null

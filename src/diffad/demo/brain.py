@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from diffad.selective import DEFAULT_METHOD, DEFAULT_NULL
-
 #: Settings of the full demo and of ``--quick`` (the smoke test).
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -184,9 +182,7 @@ def cached_model(
     from diffad.selective.dal import SelectiveTest
 
     model_dir = folder / "model"
-    test_params = {
-        "device": "cpu", "precision": PRECISION, "method": DEFAULT_METHOD, "null": DEFAULT_NULL,
-    }  # fmt: skip
+    test_params = {"device": "cpu", "precision": PRECISION}
     if (model_dir / REGION_TEST_FOLDER / "config.json").is_file():
         loc = load_localizer(model_dir, device="cpu")
         loc.set_params(verbose=verbose)
@@ -272,6 +268,8 @@ def run_brain_demo(
     )
     loc, tester, cached = cached_model(settings, data, folder, seed, verbose, method)
     log(f"model: {'loaded from cache' if cached else 'trained'} ({folder / 'model'})")
+    tester.method, tester.null, why = tester.recommended_test(ALPHA)
+    log(f"region test: {why}")
     result = loc.localize(data["images"])
     # Finished p-values, kept for a rerun of the same model (its training loss identifies it).
     model_id = {

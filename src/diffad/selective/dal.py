@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from diffad.checkpoint import load_checkpoint, save_checkpoint
 from diffad.device import resolve_device
 from diffad.image import MIN_CALIBRATION_IMAGES
-from diffad.selective import METHODS, NULL_METHODS, TERMINATIONS
+from diffad.selective import DEFAULT_METHOD, DEFAULT_NULL, METHODS, NULL_METHODS, TERMINATIONS
 from diffad.selective.comparators import bonferroni_p_value, permutation_p_value
 from diffad.selective.covariance import NoiseCovariance
 from diffad.selective.fission import NULLS, fission_pair, null_p_value
@@ -473,6 +473,26 @@ class SelectiveTest:
         )  # fmt: skip
         self.__dict__.update(fitted)
         return self
+
+    def recommended_test(self, alpha: float) -> tuple[str, str, str]:
+        """The most powerful valid region test this calibration allows at level ``alpha``
+        (measured in docs/benchmarks/region_power.md), as ``(method, null, reason)``:
+
+        ``rank`` when at least 1/α − 1 healthy null images had a region (so that its smallest
+        p-value, 1/(m + 1), is below α), else fission against ``DEFAULT_NULL`` when at least
+        two had one, else (no healthy null statistics) the exact DAL-Test.
+        """
+        null_z = getattr(self, "null_z_", None) or {}
+        ranked = int(np.isfinite(null_z.get("naive", [])).sum())
+        scaled = int(np.isfinite(null_z.get("fission", [])).sum())
+        if ranked + 1 > 1 / alpha:
+            return DEFAULT_METHOD, "conformal", f"rank among {ranked} healthy images with a region"
+        if scaled >= 2:
+            return "fission", DEFAULT_NULL, (
+                f"fission: only {ranked} healthy null images had a region, too few for a rank "
+                f"p-value below alpha = {alpha:g}"
+            )
+        return "parametric", "gaussian", "the exact DAL-Test: no healthy null statistics"
 
     @property
     def calibrated(self) -> bool:
