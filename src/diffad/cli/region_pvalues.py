@@ -45,11 +45,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "For each image: select the region where the model's map exceeds λ and test whether "
-            "its mean differs from the reference's. By default with data fission (select on "
-            "X + τZ, test on X - Z/τ) against the rank among held-out healthy images; "
-            "--method parametric is the exact DAL-Test (conditions on the exact region by "
-            "tracing the network). Defaults come from the model's calibrated region test: λ, "
-            "the noise covariance, the reference and the healthy null. Every run also reports "
+            "its mean differs from the reference's. By default the region's z is ranked among "
+            "held-out healthy images (or, with too few of them, data fission: select on "
+            "X + τZ, test on X - Z/τ); --method parametric is the exact DAL-Test (conditions "
+            "on the exact region by tracing the network). Defaults come from the model's "
+            "calibrated region test: λ, the noise covariance, the reference and the healthy "
+            "null. Every run also reports "
             "the healthy calibration check (the share of held-out healthy images rejected at "
             "--alpha) and the noise-model check. Writes OUT/report.json, OUT/arrays.npz and "
             "OUT/report.html."
@@ -301,6 +302,8 @@ def choose_test(args: argparse.Namespace, tester: Any) -> str:
     and say why: rank when the calibration kept enough healthy null images with a region for
     a conformal p-value below --alpha, else fission against the scaled null, else (no
     calibration) the exact DAL-Test."""
+    from diffad.selective.dal import healthy_null_of
+
     why = ""
     if args.method is None:
         args.method, null, why = tester.recommended_test(args.alpha)
@@ -308,10 +311,7 @@ def choose_test(args: argparse.Namespace, tester: Any) -> str:
     if args.null is None:
         args.null = DEFAULT_NULL if args.method == "fission" else "gaussian"
     tester.method, tester.null = args.method, args.null
-    healthy_null = args.method == "rank" or (
-        args.method in ("fission", "naive") and args.null != "gaussian"
-    )
-    if tester.calibrated and healthy_null:
+    if tester.calibrated and healthy_null_of(args.method, args.null) is not None:
         given = [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
         if given:
             raise ValueError(

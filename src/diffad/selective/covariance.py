@@ -63,6 +63,12 @@ class NoiseCovariance:
             return self.value @ v
         return self.value * v  # scalar or per-pixel variances
 
+    def mean_sd(self, mask: np.ndarray, factor: float = 0.0) -> float:
+        """sd of mean_M(X) − mean_M(X′) over a region ``mask`` (flat bool or 0/1), X′ with
+        covariance ``factor``·Σ: sqrt((1 + factor)·1_Mᵀ Σ 1_M) / |M|."""
+        ones = np.asarray(mask, dtype=np.float64).reshape(-1)
+        return float(np.sqrt((1.0 + factor) * (ones @ self.times(ones)))) / float(ones.sum())
+
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """One draw of N(0, Σ), flat (n,)."""
         if self.kind == "full":

@@ -47,6 +47,17 @@ _CALIBRATION = (
 )  # fmt: skip
 
 
+def healthy_null_of(method: str, null: str) -> tuple[str, str] | None:
+    """(statistic, null) of the healthy null images ``method`` is compared with, or None when
+    it needs none: ``rank`` ranks the naive statistic (conformal); fission and naive use their
+    own statistic unless ``null`` is Gaussian."""
+    if method == "rank":
+        return "naive", "conformal"
+    if method in NULL_METHODS and null != "gaussian":
+        return method, null
+    return None
+
+
 def _z_or_nan(result: SelectiveTestResult) -> float:
     """The statistic of a result, NaN when no region was selected."""
     return np.nan if result.z is None else float(result.z)
@@ -300,10 +311,9 @@ class SelectiveTest:
             self._fission_lam()
         else:
             self._lam()
-        if method == "rank":
-            self._null_z("naive", "conformal")
-        elif method in NULL_METHODS:
-            self._null_z(method, self.null)
+        source = healthy_null_of(method, self.null)
+        if source is not None:
+            self._null_z(*source)
 
     def _lam(self) -> float:
         """``lam``, or the calibrated ``lam_`` when it is None."""
@@ -433,10 +443,6 @@ class SelectiveTest:
         shape = tuple(data.shape[1:])
         tracer = self._tracer(shape)
         est64 = np.asarray(data[est], dtype=np.float64)
-        cov = NoiseCovariance(model.noise_var, int(np.prod(shape)), shape)
-        selected_on = np.stack(
-            [fission_pair(x, cov, float(self.tau), int(self.random_state))[0] for x in est64]
-        )
         fitted: dict[str, Any] = {
             "noise_var_": model.noise_var,
             "noise_kind_": model.kind,
@@ -444,16 +450,22 @@ class SelectiveTest:
             "offset_": None if refs is None else model.reference.astype(np.float64),
             "reference_": model.reference.astype(np.float64) if refs is None else None,
             "lam_": float(np.percentile(tracer.selection_map(est64), lam_percentile)),
-            "lam_fission_": float(
-                np.percentile(tracer.selection_map(selected_on), lam_percentile)
-            ),
             "check_images_": data[check],
             "check_references_": pick(check),
         }
-        # The null statistics come from a copy that holds the new settings, so that this test
-        # changes only once everything is computed.
+        # The rest is computed on a copy that holds the new settings (its Σ is validated and
+        # factored once), so that this test changes only once everything is computed.
         work = copy.copy(self)
+        work.__dict__.pop("_cov_cache", None)
         work.__dict__.update(fitted)
+        cov = work._covariance(shape)
+        selected_on = np.stack(
+            [fission_pair(x, cov, float(self.tau), int(self.random_state))[0] for x in est64]
+        )
+        fitted["lam_fission_"] = float(
+            np.percentile(tracer.selection_map(selected_on), lam_percentile)
+        )
+        work.lam_fission_ = fitted["lam_fission_"]
         fitted["null_z_"] = {
             method: np.array(
                 [
@@ -472,6 +484,7 @@ class SelectiveTest:
             foreground=varying > 0.01 * float(np.median(varying[varying > 0])),
         )  # fmt: skip
         self.__dict__.update(fitted)
+        self.__dict__["_cov_cache"] = work.__dict__["_cov_cache"]  # Σ of these images, factored
         return self
 
     def recommended_test(self, alpha: float) -> tuple[str, str, str]:
@@ -587,14 +600,12 @@ class SelectiveTest:
         if size == 0:
             return None
         xf, rf = x.reshape(-1), ref.reshape(-1)
-        ones = m_obs.astype(np.float64)
-        s1 = cov.times(ones)
-        sd = float(np.sqrt((1.0 + f) * (ones @ s1))) / size
+        sd = cov.mean_sd(m_obs, f)
         stat = float(xf[m_obs].mean() - rf[m_obs].mean())
         z = stat / sd
         # X(z) = a + b·z moves the image along the test direction with everything else
         # (the component independent of the statistic) held at its observed value.
-        b = s1 / (size * sd)
+        b = cov.times(m_obs.astype(np.float64)) / (size * sd)
         a = xf - z * b
         return _Line(x, ref, cov, tracer, m_obs, m_obs.reshape(shape), a, b, stat, z, f)
 
@@ -657,15 +668,18 @@ class SelectiveTest:
         ref = None if reference is None else self._prepare_one(reference)
         return self.test_prepared(x, ref, method)
 
-    def _prepare_one(self, image: Any) -> np.ndarray:
-        """One image in model layout and scale, by the localiser's preprocessing; without
-        stored preprocessing the image as given, in float64 (the test's own precision)."""
+    def _prepare(self, images: Any) -> np.ndarray:
+        """A batch in model layout and scale by the localiser's preprocessing; without stored
+        preprocessing the images as given, in float64 (the test's own precision)."""
         if getattr(self.localizer, "preprocessing_", None) is None:
-            return np.asarray(image, dtype=np.float64)
+            return np.asarray(images, dtype=np.float64)
+        return self.localizer.prepare(images)
+
+    def _prepare_one(self, image: Any) -> np.ndarray:
+        """One image (see :meth:`_prepare`)."""
         if isinstance(image, np.ndarray) and image.ndim not in (2, 3):
             raise ValueError(f"image must be (H, W) or (C, H, W), got shape {image.shape}")
-        batch = image[None] if isinstance(image, np.ndarray) else [image]
-        return self.localizer.prepare(batch)[0]
+        return self._prepare(image[None] if isinstance(image, np.ndarray) else [image])[0]
 
     def test_prepared(
         self,
@@ -701,9 +715,8 @@ class SelectiveTest:
             method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
         )
         if method in ("naive", "rank"):
-            # rank: the naive statistic ranked among the healthy null images' (conformal).
-            result.null = "conformal" if method == "rank" else null
-            result.p_value = null_p_value(z, result.null, self._null_z("naive", result.null))
+            statistic, result.null = healthy_null_of(method, null) or ("naive", "gaussian")
+            result.p_value = null_p_value(z, result.null, self._null_z(statistic, result.null))
         elif method == "bonferroni":
             result.null = "bonferroni"
             result.p_value = bonferroni_p_value(z, line.x.size)
@@ -752,8 +765,8 @@ class SelectiveTest:
                 "fission", None, None, None, None, np.zeros(shape, dtype=bool), 0,
                 message=NO_REGION, null=null,
             )  # fmt: skip
-        ones = m.astype(np.float64)
-        sd = float(np.sqrt((1.0 + tau**-2 + f) * (ones @ cov.times(ones)))) / size
+        # g(X) = X − Z/τ has covariance (1 + τ⁻²)Σ.
+        sd = cov.mean_sd(m, tau**-2 + f)
         stat = float(tested_on.reshape(-1)[m].mean() - ref.reshape(-1)[m].mean())
         z = stat / sd
         p = null_p_value(z, null, self._null_z("fission", null))
@@ -800,11 +813,8 @@ class SelectiveTest:
             xs, ys = xs.reshape(len(xs), -1), ys.reshape(len(ys), -1)
             out = np.zeros(len(xs))
             for i, m in enumerate(masks):
-                k = int(m.sum())
-                if k:
-                    ones = m.astype(np.float64)
-                    sd = float(np.sqrt((1.0 + f) * (ones @ cov.times(ones)))) / k
-                    out[i] = (xs[i, m].mean() - ys[i, m].mean()) / sd
+                if m.any():
+                    out[i] = (xs[i, m].mean() - ys[i, m].mean()) / cov.mean_sd(m, f)
             return out
 
         return permutation_p_value(
@@ -868,16 +878,10 @@ class SelectiveTest:
         from diffad.image.result import LocalizationResult
         from diffad.selective.batch import iter_tests
 
-        identity = getattr(self.localizer, "preprocessing_", None) is None
-
-        def prepare(batch: Any) -> np.ndarray:
-            # Without stored preprocessing images are used as given, in float64.
-            return np.asarray(batch, np.float64) if identity else self.localizer.prepare(batch)
-
         if isinstance(images, LocalizationResult):
             data, raw_ndim = images.image, 4
         else:
-            data, raw_ndim = prepare(images), np.ndim(images)
+            data, raw_ndim = self._prepare(images), np.ndim(images)
             if data.ndim not in (3, 4) or len(data) == 0:
                 raise ValueError(
                     f"images must be a non-empty (N, H, W) or (N, C, H, W), got {data.shape}"
@@ -886,7 +890,7 @@ class SelectiveTest:
         if references is not None:
             r = np.asarray(references)
             single = r.ndim == raw_ndim - 1
-            refs = prepare(r[None] if single else r)
+            refs = self._prepare(r[None] if single else r)
             if single:
                 refs = np.broadcast_to(refs, (len(data), *refs.shape[1:]))
             if refs.shape != data.shape:

@@ -88,8 +88,7 @@ def null_p_value(z: float | None, null: str, null_z: np.ndarray | None) -> float
         raise ValueError(f"null={null!r} needs more healthy null images with a region")
     if null == "conformal":
         return float((1 + np.sum(np.abs(finite) >= abs(z))) / (len(finite) + 1))
-    scale = float(np.sqrt(np.mean(finite**2)))
-    return float(2 * t.sf(abs(z) / scale, df=len(finite)))
+    return float(2 * t.sf(abs(z) / null_scale(finite), df=len(finite)))
 
 
 def null_scale(null_z: Any) -> float | None:

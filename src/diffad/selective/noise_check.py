@@ -129,13 +129,7 @@ def region_mean_check(
             continue
         used.append(float(radius))
         sizes = masks.sum(axis=1)
-        sd = (
-            np.sqrt(
-                (1.0 + reference_var_factor)
-                * np.einsum("kn,kn->k", masks, np.stack([cov.times(m) for m in masks]))
-            )
-            / sizes
-        )
+        sd = np.array([cov.mean_sd(m, reference_var_factor) for m in masks])
         z = (flat @ masks.T) / sizes / sd  # (N, k)
         n = z.size
         v = float(np.mean(z**2))
