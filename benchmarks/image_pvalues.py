@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -53,7 +52,7 @@ from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
 from diffad.provenance import machine_info, write_json  # noqa: E402
 from diffad.selective.comparators import bonferroni_p_value  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
-from diffad.selective.noise import healthy_rejection_rate  # noqa: E402
+from diffad.selective.noise import clopper_pearson, healthy_rejection_rate  # noqa: E402
 
 ALPHA = 0.05
 
@@ -64,8 +63,8 @@ def train(images: np.ndarray, seed: int) -> DDPMLocalizer:
 
 
 def band(k: int, n: int) -> list[float]:
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return [float(ci.low), float(ci.high)]
+    """95 % Clopper-Pearson interval of k/n."""
+    return list(clopper_pearson(k, n))
 
 
 def region_tests(tester: SelectiveTest, images: np.ndarray) -> dict[str, Any]:

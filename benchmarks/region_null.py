@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import binomtest, kstest
+from scipy.stats import kstest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,6 +37,7 @@ from si_models import get_localizer  # noqa: E402
 
 from diffad.provenance import write_result  # noqa: E402
 from diffad.selective.dal import SelectiveTest  # noqa: E402
+from diffad.selective.noise import clopper_pearson  # noqa: E402
 
 ALPHA = 0.05
 TESTS = {
@@ -51,7 +52,7 @@ def summary(p_values: list[float], n_trials: int, m_null: int | None) -> dict[st
     """Rejection rate with its band and the KS test against the exact null law."""
     ps = np.asarray(p_values)
     k, n = int(np.sum(ps < ALPHA)), len(ps)
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    low, high = clopper_pearson(k, n)
     if m_null is None:
         ks = kstest(ps, "uniform").pvalue
     else:
@@ -64,7 +65,7 @@ def summary(p_values: list[float], n_trials: int, m_null: int | None) -> dict[st
         "trials": n_trials,
         "rejected": k,
         "rate": k / n if n else None,
-        "band": [float(ci.low), float(ci.high)],
+        "band": [low, high],
         "ks_p": float(ks),
     }
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 
 from diffad.data.brain import BAND, brain_slices, same_position_references
 from diffad.data.image_ops import ImageSet
@@ -41,6 +40,7 @@ from diffad.provenance import write_result
 from diffad.selective.comparators import bonferroni_p_value
 from diffad.selective.dal import SelectiveTest
 from diffad.selective.fission import NULLS, null_p_value, null_scale
+from diffad.selective.noise import clopper_pearson
 
 ALPHA = 0.05
 N_CALIBRATION = 52
@@ -49,8 +49,7 @@ GROUPS = ("healthy", "lesion_demo", "lesion_bench")
 
 def band(k: int, n: int) -> list[float]:
     """95 % Clopper-Pearson interval of k/n."""
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return [float(ci.low), float(ci.high)]
+    return list(clopper_pearson(k, n))
 
 
 def rate(rejected: list[bool]) -> dict[str, Any]:

@@ -139,12 +139,7 @@ def _subset(data: ImageSet, limit: int | None, seed: int) -> ImageSet:
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     keep = np.sort(np.random.default_rng(seed).choice(len(data), size=limit, replace=False))
-    return ImageSet(
-        images=data.images[keep],
-        labels=None if data.labels is None else data.labels[keep],
-        masks=None if data.masks is None else data.masks[keep],
-        names=[data.names[i] for i in keep] if data.names else [],
-    )
+    return data.subset(keep)
 
 
 def _parse_band(text: str) -> tuple[float, float]:

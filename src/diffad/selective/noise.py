@@ -312,13 +312,19 @@ def healthy_rejection_rate(p_values: list[float | None], alpha: float = 0.05) ->
     k, n = sum(p < alpha for p in tested), len(tested)
     if n == 0:
         return CalibrationCheck(float(alpha), 0, 0, len(p_values), 0.0, (0.0, 1.0), True)
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    low, high = clopper_pearson(int(k), n)
     return CalibrationCheck(
         alpha=float(alpha),
         n_healthy=n,
         n_rejected=int(k),
         n_images=len(p_values),
         healthy_rejection_rate=k / n,
-        band=(float(ci.low), float(ci.high)),
-        adequate=bool(ci.low <= alpha),
+        band=(low, high),
+        adequate=bool(low <= alpha),
     )
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) ``confidence`` interval of a rate of k in n."""
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
