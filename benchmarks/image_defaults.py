@@ -53,13 +53,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oneclass_image import set_threads  # noqa: E402
-from diffad.bench.machine import machine_info  # noqa: E402
-from diffad.bench.results import write_json  # noqa: E402
 
 from diffad.image.ddpm_localizer import DDPMLocalizer  # noqa: E402
 from diffad.image.disyre_localizer import DisyreLocalizer  # noqa: E402
 from diffad.image.scores import anomaly_score  # noqa: E402
 from diffad.metrics.localization import image_auroc  # noqa: E402
+from diffad.provenance import machine_info, write_json  # noqa: E402
 
 MAPS = ("l1", "ssim-ens")
 IMAGE_SCORES = ("max", "mean", "p99")
@@ -158,44 +157,12 @@ def fmnist_task(cls: int, size: int, n_test: int, seed: int) -> dict:
     }
 
 
-def _mni152_loader() -> str:
-    """How the MNI152 volume is read: ``nilearn`` (``load_brain_volume``), or — when
-    ``nilearn.datasets`` cannot be imported (e.g. a pandas that does not match the installed
-    numpy) — the same template file of the nilearn package read directly and divided by its
-    maximum, which is what ``load_mni152_template(resolution=1)`` returns."""
-    try:
-        import nilearn.datasets  # noqa: F401
-    except ImportError as err:
-        import importlib.util
-
-        import diffad.data.brain as brain
-        from diffad.data.images import read_image_file
-
-        spec = importlib.util.find_spec("nilearn")
-        if spec is None or spec.origin is None:
-            raise
-        path = (
-            Path(spec.origin).parent
-            / "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-        )
-        original = brain.load_brain_volume
-
-        def load(name: str) -> np.ndarray:
-            if name.lower() != "mni152":
-                return original(name)
-            volume = np.asarray(read_image_file(path), dtype=np.float32)
-            return volume / volume.max()
-
-        brain.load_brain_volume = load
-        return f"file {path.name} of the nilearn package (nilearn.datasets: {err})"
-    return "nilearn.datasets.load_mni152_template"
-
-
 def brain_task(size: int, seed: int) -> dict:
     """MNI152 training slices; Colin27 odd slices healthy (0) and with a lesion (1)."""
-    from diffad.bench.image_brain import BAND, load_brain_split
+    from image_brain import load_brain_split
 
-    loader = _mni152_loader()
+    from diffad.data.brain import BAND
+
     data = load_brain_split(size, seed=seed)
     n = len(data["test"])
     return {
@@ -204,7 +171,6 @@ def brain_task(size: int, seed: int) -> dict:
         "subsets": {"brain": (np.arange(2 * n), np.r_[np.zeros(n, int), np.ones(n, int)])},
         "info": {
             "band": list(BAND),
-            "mni152_loader": loader,
             "n_train": len(data["train"]),
             "n_test_normal": n,
             "n_test_anomalous": n,
