@@ -103,8 +103,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--image-score",
         choices=IMAGE_SCORES,
         default="mean",
-        help="map -> image score; mean ranked best for both methods, max worst in 5 of 6 "
-        "DDPM settings (docs/benchmarks/image_defaults.md)",
+        help="map -> image score; mean ranked best for DISYRE and for every DDPM map and noise "
+        "level (docs/benchmarks/image_defaults.md)",
     )
     p.add_argument("--steps", type=int, default=2000, help="optimiser updates")
     p.add_argument("--batch-size", type=int, default=32)
