@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -61,3 +62,14 @@ def adbench(tmp_path_factory) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).symlink_to(SHARED_ADBENCH / rel)
     return root
+
+
+def load_benchmark(name: str) -> Any:
+    """The script ``benchmarks/<name>.py`` imported as a module (benchmarks are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

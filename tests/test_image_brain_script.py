@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "image_brain.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def image_brain():
-    spec = importlib.util.spec_from_file_location("image_brain", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("image_brain")
 
 
 def test_options(image_brain):

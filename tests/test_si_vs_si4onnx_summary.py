@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "si_vs_si4onnx_summary.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def summary():
-    spec = importlib.util.spec_from_file_location("si_vs_si4onnx_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("si_vs_si4onnx_summary")
 
 
 def _image(p_d: float, bounds_d, p_s: float, bounds_s, region_s) -> dict:

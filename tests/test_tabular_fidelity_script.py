@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tabular_fidelity.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture()
 def fidelity(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("tabular_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("tabular_fidelity")
     monkeypatch.setattr(module, "RESULTS", tmp_path)
     return module
 
