@@ -243,7 +243,10 @@ def describe(result: Any, termination: str, alpha: float) -> str:
     if result.method in ("parametric", "oc"):
         return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
     if result.method == "rank":
-        return f"{result.region_size} px, rank p {result.p_value:.3g} (among healthy images)"
+        return (
+            f"{result.region_size} px, rank p {result.p_value:.3g} "
+            f"(z {result.z:.2f}, among healthy images)"
+        )
     return f"{result.region_size} px, {result.method} p {result.p_value:.3g} ({result.null} null)"
 
 

@@ -222,7 +222,7 @@ def add_region_results(
 def method_label(method: str, null: str) -> str:
     """How a region p-value was computed, for a reader: e.g. ``"fission, conformal null"``."""
     if method == "rank":
-        return "region z ranked among healthy images (conformal)"
+        return "most extreme flagged component, ranked among healthy images (conformal)"
     if method == "parametric":
         return "exact DAL-Test (selective)"
     if method == "oc":

@@ -34,6 +34,7 @@ from diffad.selective.covariance import NoiseCovariance
 from diffad.selective.fission import NULLS, fission_pair, null_p_value
 from diffad.selective.noise import NOISE_KINDS, estimate_noise_model
 from diffad.selective.noise_check import region_mean_check
+from diffad.selective.rank import RANK_PERCENTILE, rank_p_value, rank_statistic
 from diffad.selective.region_tracer import RegionTestable, region_tracer
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
@@ -43,16 +44,16 @@ _KIND = "SelectiveTest"
 #: The fitted state :meth:`SelectiveTest.calibrate` sets (and :meth:`SelectiveTest.save` keeps).
 _CALIBRATION = (
     "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_",
-    "lam_fission_", "null_z_",
+    "lam_fission_", "lam_rank_", "null_z_",
 )  # fmt: skip
 
 
 def healthy_null_of(method: str, null: str) -> tuple[str, str] | None:
     """(statistic, null) of the healthy null images ``method`` is compared with, or None when
-    it needs none: ``rank`` ranks the naive statistic (conformal); fission and naive use their
+    it needs none: ``rank`` ranks its own statistic (conformal); fission and naive use their
     own statistic unless ``null`` is Gaussian."""
     if method == "rank":
-        return "naive", "conformal"
+        return "rank", "conformal"
     if method in NULL_METHODS and null != "gaussian":
         return method, null
     return None
@@ -100,7 +101,8 @@ class SelectiveTest:
     lam : float, optional
         Threshold λ on the region map, for every method. ``None`` (default) uses the calibrated
         ``lam_`` (``lam_fission_`` for fission, whose map is that of X + τZ); the published
-        synthetic setting is 0.8 for N(0, 1) pixels.
+        synthetic setting is 0.8 for N(0, 1) pixels. ``rank`` always uses the calibrated
+        ``lam_rank_``, the level its healthy statistics were computed at.
     filter_size : int
         Side of the mean filter K (odd).
     reference_var_factor : float, optional
@@ -162,8 +164,12 @@ class SelectiveTest:
         With paired references: the mean residual added to each image's reference.
     lam_fission_ : float
         λ of the fission selection (the same percentile of healthy maps of X + τZ).
+    lam_rank_ : float or None
+        λ of the rank test's components (:mod:`diffad.selective.rank`); None in a calibration
+        saved before the rank test had its own level (recalibrate to use ``rank``).
     null_z_ : dict
-        Method → the statistic on the healthy null images (NaN: no region).
+        Method → the statistic on the healthy null images: for ``"fission"`` and ``"naive"``
+        the signed z (NaN: no region), for ``"rank"`` max |z| over the components (0: none).
     noise_check_ : RegionMeanCheck
         :func:`~diffad.selective.noise_check.region_mean_check` on held-out healthy residuals.
     """
@@ -309,6 +315,8 @@ class SelectiveTest:
         self._covariance(shape3)
         if method == "fission":
             self._fission_lam()
+        elif method == "rank":
+            self._lam_rank()
         else:
             self._lam()
         source = healthy_null_of(method, self.null)
@@ -379,6 +387,7 @@ class SelectiveTest:
         null_fraction: float = 0.5,
         noise_kind: str = "auto",
         lam_percentile: float = 99.0,
+        rank_percentile: float = RANK_PERCENTILE,
     ) -> SelectiveTest:
         """Reference, noise model, λ and the healthy nulls, from healthy images the model never
         saw.
@@ -393,7 +402,9 @@ class SelectiveTest:
         - the others estimate the reference (their mean; with paired ``references``, the mean
           residual added to each image's own reference), the noise covariance and λ (the
           ``lam_percentile``-th percentile of their region-map pixels, so that about 1 % of a
-          healthy image's pixels are selected; ``lam_fission_`` likewise on X + τZ).
+          healthy image's pixels are selected; ``lam_fission_`` likewise on X + τZ;
+          ``lam_rank_`` the ``rank_percentile``-th, so that the rank test has candidate
+          regions in most images).
 
         Parameters
         ----------
@@ -410,6 +421,9 @@ class SelectiveTest:
             Form of the noise covariance (:func:`~diffad.selective.noise.estimate_noise_model`).
         lam_percentile : float
             Percentile of the healthy region-map pixels that becomes λ.
+        rank_percentile : float
+            Percentile that becomes λ_rank (default 90, chosen on held-out brain slices in
+            docs/benchmarks/region_power.md).
 
         Returns
         -------
@@ -430,8 +444,10 @@ class SelectiveTest:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
         if noise_kind not in NOISE_KINDS:
             raise ValueError(f"noise_kind must be one of {NOISE_KINDS}, got {noise_kind!r}")
-        if not 50 <= lam_percentile < 100:
-            raise ValueError(f"lam_percentile must be in [50, 100), got {lam_percentile}")
+        for name, value in (("lam_percentile", lam_percentile),
+                            ("rank_percentile", rank_percentile)):  # fmt: skip
+            if not 50 <= value < 100:
+                raise ValueError(f"{name} must be in [50, 100), got {value}")
         perm = np.random.default_rng(int(self.random_state)).permutation(len(data))
         n_check = min(max(1, int(round(check_fraction * len(data)))), len(data) - 2)
         n_null = min(int(round(null_fraction * (len(data) - n_check))), len(data) - n_check - 2)
@@ -443,13 +459,15 @@ class SelectiveTest:
         shape = tuple(data.shape[1:])
         tracer = self._tracer(shape)
         est64 = np.asarray(data[est], dtype=np.float64)
+        healthy_maps = tracer.selection_map(est64)
         fitted: dict[str, Any] = {
             "noise_var_": model.noise_var,
             "noise_kind_": model.kind,
             "reference_var_factor_": float(model.reference_var_factor),
             "offset_": None if refs is None else model.reference.astype(np.float64),
             "reference_": model.reference.astype(np.float64) if refs is None else None,
-            "lam_": float(np.percentile(tracer.selection_map(est64), lam_percentile)),
+            "lam_": float(np.percentile(healthy_maps, lam_percentile)),
+            "lam_rank_": float(np.percentile(healthy_maps, rank_percentile)),
             "check_images_": data[check],
             "check_references_": pick(check),
         }
@@ -475,6 +493,9 @@ class SelectiveTest:
             )
             for method in NULL_METHODS
         }
+        fitted["null_z_"]["rank"] = np.array(
+            [work._rank_statistic(data[i], pick(i)) for i in null], dtype=np.float64
+        )
         held_out = np.concatenate([null, check])
         own = fitted["reference_"] if refs is None else refs[held_out] + fitted["offset_"]
         varying = est64.var(axis=0).max(axis=0)
@@ -491,19 +512,23 @@ class SelectiveTest:
         """The most powerful valid region test this calibration allows at level ``alpha``
         (measured in docs/benchmarks/region_power.md), as ``(method, null, reason)``:
 
-        ``rank`` when at least 1/α − 1 healthy null images had a region (so that its smallest
-        p-value, 1/(m + 1), is below α), else fission against ``DEFAULT_NULL`` when at least
-        two had one, else (no healthy null statistics) the exact DAL-Test.
+        ``rank`` when the calibration has λ_rank and more than 1/α − 1 healthy null images
+        (so that its smallest p-value, 1/(m + 1), is below α), else fission against
+        ``DEFAULT_NULL`` when at least two null images had a fission region, else (no healthy
+        null statistics) the exact DAL-Test.
         """
         null_z = getattr(self, "null_z_", None) or {}
-        ranked = int(np.isfinite(null_z.get("naive", [])).sum())
+        ranked = len(null_z.get("rank", [])) if getattr(self, "lam_rank_", None) else 0
         scaled = int(np.isfinite(null_z.get("fission", [])).sum())
         if ranked + 1 > 1 / alpha:
-            return DEFAULT_METHOD, "conformal", f"rank among {ranked} healthy images with a region"
+            return DEFAULT_METHOD, "conformal", (
+                f"rank: the most extreme flagged component among {ranked} healthy images"
+            )
         if scaled >= 2:
+            why = (f"only {ranked} healthy null images" if ranked
+                   else "the calibration has no rank statistics (recalibrate)")  # fmt: skip
             return "fission", DEFAULT_NULL, (
-                f"fission: only {ranked} healthy null images had a region, too few for a rank "
-                f"p-value below alpha = {alpha:g}"
+                f"fission: {why}, too few for a rank p-value below alpha = {alpha:g}"
             )
         return "parametric", "gaussian", "the exact DAL-Test: no healthy null statistics"
 
@@ -530,6 +555,7 @@ class SelectiveTest:
             "noise_kind": self.noise_kind_,
             "lam": self.lam_,
             "lam_fission": self.lam_fission_,
+            "lam_rank": self.lam_rank_,
             "noise_check": self.noise_check_.to_dict(),
         }
         tensors = {
@@ -574,6 +600,7 @@ class SelectiveTest:
             test.noise_kind_ = str(config["noise_kind"])
             test.lam_ = float(config["lam"])
             test.lam_fission_ = float(config["lam_fission"])
+            test.lam_rank_ = None if config.get("lam_rank") is None else float(config["lam_rank"])
             test.noise_check_ = RegionMeanCheck(**config["noise_check"])
             noise_var = arrays["noise_var"]
             test.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
@@ -652,12 +679,13 @@ class SelectiveTest:
             A healthy image read the same way, independent of ``image``. ``None`` uses
             ``reference_`` (the mean of healthy calibration images).
         method : {"rank", "fission", "parametric", "oc", "naive", "bonferroni", "permutation"}
-            Default: the ``method`` parameter. ``rank`` ranks the region's z among those of the
-            healthy null images (a conformal p-value; the product's default); ``parametric``
-            is the exact DAL-Test p-value; ``oc`` over-conditions on every decision (valid,
-            less power); ``fission`` selects on X + τZ and tests on X − Z/τ against ``null``
-            (no search); ``naive`` ignores the selection (invalid against the Gaussian null,
-            the same as ``rank`` against ``"conformal"``); ``bonferroni`` and
+            Default: the ``method`` parameter. ``rank`` tests the most extreme connected
+            component of the map at λ_rank, ranked among the healthy null images (a conformal
+            p-value, :mod:`diffad.selective.rank`; the product's default); ``parametric`` is
+            the exact DAL-Test p-value; ``oc`` over-conditions on every decision (valid, less
+            power); ``fission`` selects on X + τZ and tests on X − Z/τ against ``null`` (no
+            search); ``naive`` ignores the selection (invalid against the Gaussian null, a
+            conformal rank of the region at λ against ``"conformal"``); ``bonferroni`` and
             ``permutation`` are comparators.
 
         Returns
@@ -698,8 +726,9 @@ class SelectiveTest:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if null not in NULLS:
             raise ValueError(f"null must be one of {NULLS}, got {null!r}")
-        if method == "fission":
-            result = self._fission(image, reference, null)
+        if method in ("fission", "rank"):
+            result = (self._fission(image, reference, null) if method == "fission"
+                      else self._rank(image, reference))  # fmt: skip
             result.seconds = time.perf_counter() - start
             return result
         line = self._line(image, reference)
@@ -714,9 +743,9 @@ class SelectiveTest:
         result = SelectiveTestResult(
             method, None, naive, line.stat, z, line.region, int(line.m_obs.sum())
         )
-        if method in ("naive", "rank"):
-            statistic, result.null = healthy_null_of(method, null) or ("naive", "gaussian")
-            result.p_value = null_p_value(z, result.null, self._null_z(statistic, result.null))
+        if method == "naive":
+            result.null = null
+            result.p_value = null_p_value(z, null, self._null_z("naive", null))
         elif method == "bonferroni":
             result.null = "bonferroni"
             result.p_value = bonferroni_p_value(z, line.x.size)
@@ -748,6 +777,43 @@ class SelectiveTest:
                 f"null={null!r} needs healthy null images: calibrate() with null_fraction > 0"
             )
         return stored[method]
+
+    def _lam_rank(self) -> float:
+        lam = getattr(self, "lam_rank_", None)
+        if lam is None:
+            raise NotFittedError(
+                "the rank test needs lam_rank_: calibrate() the test on healthy images"
+            )
+        return float(lam)
+
+    def _rank_statistic(self, image: Any, reference: Any) -> float:
+        """S of :mod:`diffad.selective.rank` for one image (0 when no component)."""
+        found = self._rank_component(image, reference)
+        return 0.0 if found is None else abs(found[0].z)
+
+    def _rank_component(self, image: Any, reference: Any) -> tuple[Any, tuple] | None:
+        reference, f = self._reference(reference)
+        x, ref, shape = self._check_pair(image, reference)
+        emap = self._tracer(x.shape).selection_map(x[None])[0]
+        found = rank_statistic(emap, self._lam_rank(), x, ref, self._covariance(x.shape), f)
+        return None if found is None else (found, shape)
+
+    def _rank(self, image: Any, reference: Any) -> SelectiveTestResult:
+        """The most extreme component at λ_rank, ranked among the healthy null images."""
+        self._check_params()
+        found = self._rank_component(image, reference)
+        if found is None:
+            return SelectiveTestResult(
+                "rank", None, None, None, None, np.zeros(np.shape(image), dtype=bool), 0,
+                message=NO_REGION, null="conformal",
+            )  # fmt: skip
+        best, shape = found
+        p = rank_p_value(best.z, self._null_z("rank", "conformal"))
+        region = best.region.reshape(shape)
+        return SelectiveTestResult(
+            "rank", p, naive_p_value(best.z), best.stat, best.z, region, int(region.sum()),
+            null="conformal",
+        )  # fmt: skip
 
     def _fission(self, image: Any, reference: Any, null: str) -> SelectiveTestResult:
         """Data fission: the region of X + τZ, its mean tested on X − Z/τ (no search)."""

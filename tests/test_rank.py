@@ -1,0 +1,112 @@
+"""The rank test (diffad.selective.rank): its statistic against a brute-force oracle, its
+p-value, its consistency between healthy nulls and tested images, validity and power."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from skimage.measure import label
+
+from diffad.image.ddpm_localizer import DDPMLocalizer
+from diffad.selective.covariance import NoiseCovariance
+from diffad.selective.dal import SelectiveTest
+from diffad.selective.rank import components, rank_p_value, rank_statistic
+
+pytestmark = pytest.mark.usefixtures("torch_threads")
+
+D = 8
+ALPHA = 0.05
+
+
+def test_components_are_those_of_scikit_image():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = rng.random((1, 12, 12)) < 0.4
+        ours, n = components(mask)
+        theirs = label(mask[0], connectivity=1)
+        assert n == theirs.max()
+        # The same partition: each of our labels maps to exactly one of theirs.
+        pairs = {(a, b) for a, b in zip(ours[0].ravel(), theirs.ravel(), strict=True)}
+        assert len(pairs) == n + 1
+
+
+def test_the_statistic_is_the_most_extreme_component_by_brute_force():
+    rng = np.random.default_rng(1)
+    sigma2, f = 0.3, 0.5
+    cov = NoiseCovariance(sigma2, 100, (1, 10, 10))
+    for _ in range(20):
+        x, ref = rng.standard_normal((2, 1, 10, 10))
+        emap = rng.random((1, 10, 10))
+        found = rank_statistic(emap, 0.7, x, ref, cov, f)
+        labels = label(emap[0] > 0.7, connectivity=1)
+        z = []
+        for k in range(1, labels.max() + 1):
+            c = labels == k
+            z.append((x[0][c] - ref[0][c]).mean() / np.sqrt((1 + f) * sigma2 / c.sum()))
+        best = int(np.argmax(np.abs(z)))
+        assert found.z == pytest.approx(z[best], rel=1e-12)
+        assert np.array_equal(found.region[0], labels == best + 1)
+    assert rank_statistic(np.zeros((1, 10, 10)), 0.5, x, ref, cov, f) is None
+
+
+def test_rank_p_value():
+    null = np.array([0.0, 1.0, 2.0, 3.0])
+    assert rank_p_value(2.5, null) == pytest.approx(2 / 5)
+    assert rank_p_value(-3.0, null) == pytest.approx(2 / 5)  # two-sided, ties count
+    assert rank_p_value(9.0, null) == pytest.approx(1 / 5)
+    with pytest.raises(ValueError, match="healthy null images"):
+        rank_p_value(1.0, np.array([]))
+    with pytest.raises(ValueError, match="finite"):
+        rank_p_value(1.0, np.array([1.0, np.nan]))
+
+
+@pytest.fixture(scope="module")
+def model(seed):
+    rng = np.random.default_rng([seed, 0])
+    train = rng.standard_normal((32, 1, D, D)).astype(np.float32)
+    return DDPMLocalizer(
+        unet={"channels": [4, 8], "time_dim": 8}, t_start=300, ddim_steps=2, train_steps=60,
+        batch_size=8, random_state=seed, device="cpu", verbose=False, score="l1",
+    ).fit(train)  # fmt: skip
+
+
+def test_a_null_image_gets_its_own_stored_statistic(model, seed):
+    healthy = np.random.default_rng([seed, 1]).standard_normal((60, 1, D, D))
+    tester = SelectiveTest(model, random_state=seed).calibrate(healthy, check_fraction=0.1)
+    m = len(tester.null_z_["rank"])
+    assert m >= 20 and np.all(tester.null_z_["rank"] >= 0)
+    assert tester.recommended_test(ALPHA)[0] == "rank"
+    # Recompute the null images' statistics through the public test: the same function.
+    perm = np.random.default_rng(seed).permutation(len(healthy))
+    null = np.sort(perm[6 : 6 + m])
+    got = [tester.test(healthy[i], method="rank") for i in null]
+    z = np.array([0.0 if r.z is None else abs(r.z) for r in got])
+    # (to float32 rounding: calibration holds the images in the precision they are stored in)
+    np.testing.assert_allclose(z, tester.null_z_["rank"], rtol=1e-6)
+    for r in got:
+        if r.selected:
+            assert r.region.shape == (1, D, D) and r.region.sum() == r.region_size > 0
+            assert 1 / (m + 1) <= r.p_value <= 1
+
+
+def test_rank_is_valid_on_fresh_calibrations_and_finds_a_bright_square(model, seed):
+    # Each trial calibrates on fresh healthy images and tests one more healthy image and one
+    # with a bright 3×3 square: the healthy p-values are independent draws, each with
+    # P(p ≤ α) = ⌊α(m + 1)⌋ / (m + 1) by exchangeability.
+    rng = np.random.default_rng([seed, 2])
+    trials, healthy_p, square_p = 60, [], []
+    for t in range(trials):
+        cal = rng.standard_normal((50, 1, D, D))
+        tester = SelectiveTest(model, random_state=t).calibrate(cal, check_fraction=0.1)
+        x = rng.standard_normal((D, D))
+        healthy_p.append(tester.test(x, method="rank").p_value or 1.0)
+        i, j = rng.integers(0, D - 3 + 1, size=2)
+        x[i : i + 3, j : j + 3] += 6.0
+        square_p.append(tester.test(x, method="rank").p_value or 1.0)
+    m = len(tester.null_z_["rank"])
+    level = np.floor(ALPHA * (m + 1)) / (m + 1)
+    lo, hi = stats.binom.interval(0.999, trials, level)
+    assert lo <= np.sum(np.array(healthy_p) <= ALPHA) <= hi
+    assert np.mean(healthy_p) == pytest.approx(0.5, abs=0.15)  # uniform on {1, …, m+1}/(m+1)
+    assert np.mean(np.array(square_p) <= ALPHA) >= 0.6
