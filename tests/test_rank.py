@@ -112,3 +112,28 @@ def test_rank_is_valid_on_fresh_calibrations_and_finds_a_bright_square(model, se
     # Measured with DIFFAD_TEST_SEED = 0..5: 1–5 of 60 healthy images rejected, mean p
     # 0.46–0.57, the square rejected in 60–100 % of the trials.
     assert np.mean(np.array(square_p) <= ALPHA) >= 0.4
+
+
+def test_selection_on_the_shown_map(model, seed, tmp_path):
+    # An SSIM-ens localiser: rank and fission select on the SSIM-ens map it shows.
+    loc = DDPMLocalizer(**{**model.get_params(), "score": "ssim-ens"})
+    loc.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
+    healthy = np.random.default_rng([seed, 3]).standard_normal((50, 1, D, D))
+    tester = SelectiveTest(loc, selection="shown").calibrate(healthy, check_fraction=0.1)
+    assert set(tester.null_z_) == {"fission", "rank"}
+    x = healthy[0, 0].copy()
+    result = tester.test(x, method="rank")
+    shown = loc.anomaly_map(x[None])[0]
+    assert result.selected
+    assert np.all(shown[result.region[0]] > tester.lam_rank_)  # a component of the shown map
+    assert tester.test(x, method="fission").null == "gaussian"
+    with pytest.raises(ValueError, match="traces the region map"):
+        tester.test(x, method="parametric")
+    tester.save(tmp_path / "t")
+    again = SelectiveTest.load(tmp_path / "t", loc)
+    assert again.selection == "shown"
+    assert again.test(x, method="rank").p_value == result.p_value
+    with pytest.raises(ValueError, match="selection"):
+        SelectiveTest.load(tmp_path / "t", loc, selection="region")
+    with pytest.raises(ValueError, match="selection must be"):
+        SelectiveTest(loc, selection="ssim").test(x, method="rank")

@@ -217,6 +217,12 @@ class ImageLocalizer(BaseEstimator):
         rec = self._reconstruct(data)
         return rec, anomaly_score(data, rec, self.score)
 
+    def shown_maps(self, data: np.ndarray) -> np.ndarray:
+        """The ``score`` maps (N, H, W) that :meth:`localize` shows, of images already
+        prepared (model layout and scale, as :meth:`prepare` returns them)."""
+        self._check_fitted()
+        return self._analyse(np.asarray(data, dtype=np.float32))[1]
+
     def reduce_maps(self, maps: np.ndarray) -> np.ndarray:
         """Image scores (N,) from maps (N, H, W) by the ``image_score`` reduction."""
         flat = maps.reshape(len(maps), -1).astype(np.float64)

@@ -41,6 +41,10 @@ from diffad.selective.search import check_batch_size, parametric_search
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
 
 _KIND = "SelectiveTest"
+#: What a region can be selected on (the ``selection`` parameter).
+SELECTIONS = ("region", "shown")
+#: The methods that select on the shown map too (the others trace the region map).
+SHOWN_METHODS = ("rank", "fission")
 #: The fitted state :meth:`SelectiveTest.calibrate` sets (and :meth:`SelectiveTest.save` keeps).
 _CALIBRATION = (
     "reference_", "reference_var_factor_", "noise_var_", "noise_kind_", "lam_", "check_images_",
@@ -114,6 +118,11 @@ class SelectiveTest:
         ``"fission"`` (:mod:`diffad.selective.fission`); see :meth:`test` for all of them.
     tau : float
         τ of data fission: select on X + τZ, test on X − Z/τ.
+    selection : {"region", "shown"}
+        The map ``rank`` and ``fission`` select on: ``"region"`` (default), the localiser's
+        region map, which the exact tests trace; ``"shown"``, the map ``localize`` shows (its
+        ``score``: SSIM-ens, L1, …), which needs no tracing. The exact tests, ``naive``,
+        Bonferroni and permutations always select on the region map.
     null : {"gaussian", "scaled", "conformal"}
         What the fission (and naive) statistic is compared with
         (:mod:`diffad.selective.fission`); ``"scaled"`` and ``"conformal"`` use the statistics
@@ -183,6 +192,7 @@ class SelectiveTest:
         reference_var_factor: float | None = None,
         method: str = "parametric",
         tau: float = 1.0,
+        selection: str = "region",
         null: str = "gaussian",
         termination: str = "precision",
         precision: float = 1e-3,
@@ -202,6 +212,7 @@ class SelectiveTest:
         self.reference_var_factor = reference_var_factor
         self.method = method
         self.tau = tau
+        self.selection = selection
         self.null = null
         self.termination = termination
         self.precision = precision
@@ -259,6 +270,26 @@ class SelectiveTest:
             raise ValueError(f"null must be one of {NULLS}, got {self.null!r}")
         if not (np.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"tau must be > 0, got {self.tau}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+
+    def _check_method(self, method: str) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if self.selection == "shown" and method not in SHOWN_METHODS:
+            raise ValueError(
+                f"method {method!r} traces the region map: selection='shown' works with "
+                f"{' and '.join(SHOWN_METHODS)}"
+            )
+
+    def _selection_maps(self, images: np.ndarray) -> np.ndarray:
+        """The maps (N, C·H·W) that ``rank`` and ``fission`` select on, of prepared images."""
+        images = np.asarray(images, dtype=np.float64)
+        if self.selection == "region":
+            return self._tracer(images.shape[1:]).selection_map(images)
+        maps = np.asarray(self.localizer.shown_maps(images), dtype=np.float64)
+        # A pixel of the shown map selects that pixel in every channel.
+        return np.repeat(maps[:, None], images.shape[1], axis=1).reshape(len(images), -1)
 
     def _tracer(self, shape: tuple[int, int, int]) -> Any:
         """The tracer of the localiser's region map for images of ``shape``. Built once and
@@ -308,8 +339,7 @@ class SelectiveTest:
         """
         self._check_params()
         method = self.method if method is None else method
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self._check_method(method)
         shape3 = tuple(int(v) for v in (shape if len(shape) == 3 else (1, *shape)))
         self._tracer(shape3)
         self._covariance(shape3)
@@ -460,6 +490,9 @@ class SelectiveTest:
         tracer = self._tracer(shape)
         est64 = np.asarray(data[est], dtype=np.float64)
         healthy_maps = tracer.selection_map(est64)
+        selection_maps = healthy_maps if self.selection == "region" else (
+            self._selection_maps(est64)
+        )  # fmt: skip
         fitted: dict[str, Any] = {
             "noise_var_": model.noise_var,
             "noise_kind_": model.kind,
@@ -467,7 +500,7 @@ class SelectiveTest:
             "offset_": None if refs is None else model.reference.astype(np.float64),
             "reference_": model.reference.astype(np.float64) if refs is None else None,
             "lam_": float(np.percentile(healthy_maps, lam_percentile)),
-            "lam_rank_": float(np.percentile(healthy_maps, rank_percentile)),
+            "lam_rank_": float(np.percentile(selection_maps, rank_percentile)),
             "check_images_": data[check],
             "check_references_": pick(check),
         }
@@ -481,7 +514,7 @@ class SelectiveTest:
             [fission_pair(x, cov, float(self.tau), int(self.random_state))[0] for x in est64]
         )
         fitted["lam_fission_"] = float(
-            np.percentile(tracer.selection_map(selected_on), lam_percentile)
+            np.percentile(work._selection_maps(selected_on), lam_percentile)
         )
         work.lam_fission_ = fitted["lam_fission_"]
         fitted["null_z_"] = {
@@ -492,6 +525,7 @@ class SelectiveTest:
                 ]
             )
             for method in NULL_METHODS
+            if self.selection == "region" or method in SHOWN_METHODS
         }
         fitted["null_z_"]["rank"] = np.array(
             [work._rank_statistic(data[i], pick(i)) for i in null], dtype=np.float64
@@ -538,8 +572,8 @@ class SelectiveTest:
         return all(hasattr(self, name) for name in _CALIBRATION)
 
     def save(self, path: str | Path) -> Path:
-        """Write the calibration, ``filter_size`` and ``tau`` (the λ values they belong to) to a
-        checkpoint folder (JSON + safetensors).
+        """Write the calibration, ``filter_size``, ``tau`` and ``selection`` (the λ values
+        belong to them) to a checkpoint folder (JSON + safetensors).
 
         Raises
         ------
@@ -551,6 +585,7 @@ class SelectiveTest:
         config = {
             "filter_size": int(self.filter_size),
             "tau": float(self.tau),
+            "selection": self.selection,
             "reference_var_factor": self.reference_var_factor_,
             "noise_kind": self.noise_kind_,
             "lam": self.lam_,
@@ -575,7 +610,8 @@ class SelectiveTest:
     def load(cls, path: str | Path, localizer: RegionTestable, **params: Any) -> SelectiveTest:
         """A calibrated test of ``localizer`` from a folder written by :meth:`save`.
 
-        ``params`` are the constructor's (``filter_size`` and ``tau`` come from the folder).
+        ``params`` are the constructor's (``filter_size``, ``tau`` and ``selection`` come from
+        the folder).
 
         Raises
         ------
@@ -584,7 +620,7 @@ class SelectiveTest:
         """
         from diffad.selective.noise_check import RegionMeanCheck
 
-        fixed = sorted({"filter_size", "tau"} & set(params))
+        fixed = sorted({"filter_size", "tau", "selection"} & set(params))
         if fixed:
             raise ValueError(
                 f"{', '.join(fixed)} come(s) from the calibration in {path}: recalibrate to change"
@@ -594,7 +630,7 @@ class SelectiveTest:
         try:
             test = cls(
                 localizer, filter_size=int(config["filter_size"]), tau=float(config["tau"]),
-                **params,
+                selection=str(config.get("selection", "region")), **params,
             )  # fmt: skip
             test.reference_var_factor_ = float(config["reference_var_factor"])
             test.noise_kind_ = str(config["noise_kind"])
@@ -722,8 +758,7 @@ class SelectiveTest:
         start = time.perf_counter()
         method = self.method if method is None else method
         null = self.null if null is None else null
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self._check_method(method)
         if null not in NULLS:
             raise ValueError(f"null must be one of {NULLS}, got {null!r}")
         if method in ("fission", "rank"):
@@ -794,7 +829,7 @@ class SelectiveTest:
     def _rank_component(self, image: Any, reference: Any) -> tuple[Any, tuple] | None:
         reference, f = self._reference(reference)
         x, ref, shape = self._check_pair(image, reference)
-        emap = self._tracer(x.shape).selection_map(x[None])[0]
+        emap = self._selection_maps(x[None])[0]
         found = rank_statistic(emap, self._lam_rank(), x, ref, self._covariance(x.shape), f)
         return None if found is None else (found, shape)
 
@@ -824,7 +859,7 @@ class SelectiveTest:
         tau = float(self.tau)
         selected_on, tested_on = fission_pair(x, cov, tau, int(self.random_state))
         lam = self._fission_lam()
-        m = self._tracer(x.shape).selection_map(selected_on[None])[0].reshape(-1) > lam
+        m = self._selection_maps(selected_on[None])[0] > lam
         size = int(m.sum())
         if size == 0:
             return SelectiveTestResult(

@@ -32,6 +32,9 @@ class RegionTestable(Protocol):
     def region_map_definition(self) -> RegionMapDefinition:
         """What the region test selects on."""
 
+    def shown_maps(self, data: np.ndarray) -> np.ndarray:
+        """The maps (N, H, W) ``localize`` shows for prepared images (``selection="shown"``)."""
+
 
 def region_tracer(
     definition: RegionMapDefinition,
