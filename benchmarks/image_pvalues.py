@@ -22,7 +22,14 @@ error and the power:
   that class's training images; per seed 200 calibration and 100 null test images from that
   class's test split and 100 anomalies from the other classes' test split.
 
-Example::
+``--part power``: the region tests' validity and power table on brain MRI (every test, both
+references, with n and bands), run by ``benchmarks/region_power.py``; the options after
+``--part power --out FILE`` are passed on to it (``--localizer``, ``--splits``, ``--exact``, …).
+
+Examples::
+
+    python benchmarks/image_pvalues.py --part power --out benchmarks/results/region_power.json \
+        --splits 5 --exact 6 --oc 12 --threads 1 --plot docs/images/region_power_contrast.png
 
     python benchmarks/image_pvalues.py --part all --seeds 20 --threads 2 \\
         --out benchmarks/results/image_pvalues.json
@@ -207,7 +214,7 @@ def part_conformal_fmnist(cls: int, seeds: int, q: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=("region", "conformal", "all"), default="all")
+    p.add_argument("--part", choices=("region", "conformal", "power", "all"), default="all")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--q", type=float, default=0.1)
     p.add_argument("--fmnist-class", type=int, default=1, help="1 = trouser")
@@ -216,7 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         "--noise-kind", default="auto", help="noise model of the region test (calibrate())"
     )
     p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    if args.part == "power":
+        import region_power
+
+        return region_power.main(["--out", args.out, "--threads", str(args.threads), *rest])
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     torch.set_num_threads(args.threads)
     command = "python benchmarks/image_pvalues.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])

@@ -38,7 +38,7 @@ from diffad.data.synthetic import lesion_dataset
 from diffad.demo.brain import LESIONS, SETTINGS, demo_localizer
 from diffad.provenance import write_result
 from diffad.selective.comparators import bonferroni_p_value
-from diffad.selective.dal import SelectiveTest
+from diffad.selective.dal import SHOWN_METHODS, SelectiveTest
 from diffad.selective.fission import NULLS, null_p_value, null_scale
 from diffad.selective.noise import clopper_pearson
 
@@ -80,15 +80,17 @@ def image_row(
     row["fission_z"] = fis.z
     row["fission_region"] = fis.region_size
     start = time.perf_counter()
+    ranked = tester.test_prepared(x, ref, "rank")
+    row["rank_seconds"] = time.perf_counter() - start
+    row["rank_z"], row["rank_p"], row["rank_region"] = ranked.z, ranked.p_value, ranked.region_size
+    if tester.selection == "shown":  # the other tests trace the region map
+        return row
+    start = time.perf_counter()
     naive = tester.test_prepared(x, ref, "naive")
     row["naive_seconds"] = time.perf_counter() - start
     row["naive_z"] = naive.z
     row["region"] = naive.region_size
     row["bonferroni_p"] = None if naive.z is None else bonferroni_p_value(naive.z, x.size)
-    start = time.perf_counter()
-    ranked = tester.test_prepared(x, ref, "rank")
-    row["rank_seconds"] = time.perf_counter() - start
-    row["rank_z"], row["rank_p"], row["rank_region"] = ranked.z, ranked.p_value, ranked.region_size
     if oc:
         start = time.perf_counter()
         row["oc_p"] = tester.test_prepared(x, ref, "oc").p_value
@@ -112,7 +114,7 @@ def decisions(rows: list[dict], tester: SelectiveTest) -> dict[str, list[bool]]:
             bool(r["fission_z"] is not None and null_p_value(r["fission_z"], null, null_z) < ALPHA)
             for r in rows
         ]
-    for null in ("gaussian", "conformal"):
+    for null in ("gaussian", "conformal") if "naive_z" in rows[0] else ():
         null_z = None if null == "gaussian" else tester.null_z_["naive"]
         out[f"naive_{null}"] = [
             bool(r["naive_z"] is not None and null_p_value(r["naive_z"], null, null_z) < ALPHA)
@@ -122,9 +124,10 @@ def decisions(rows: list[dict], tester: SelectiveTest) -> dict[str, list[bool]]:
     traced = [r for r in rows if "oc_p" in r]
     if traced:
         out["oc"] = [bool(r["oc_p"] is not None and r["oc_p"] < ALPHA) for r in traced]
-    out["bonferroni"] = [
-        bool(r["bonferroni_p"] is not None and r["bonferroni_p"] < ALPHA) for r in rows
-    ]
+    if "bonferroni_p" in rows[0]:
+        out["bonferroni"] = [
+            bool(r["bonferroni_p"] is not None and r["bonferroni_p"] < ALPHA) for r in rows
+        ]
     exact = [r for r in rows if "parametric_bounds" in r]
     if exact:
         out["parametric"] = [
@@ -143,6 +146,7 @@ def run_split(
     n_exact: int,
     noise_kinds: tuple[str, ...],
     n_oc: int,
+    selection: str,
 ) -> dict[str, Any]:
     """One random calibration/test split, both references."""
     perm = np.random.default_rng(split).permutation(len(colin))
@@ -159,7 +163,9 @@ def run_split(
         refs = matched if ref_kind == "matched" else None
         checks = {}
         for kind in noise_kinds:
-            probe = SelectiveTest(loc, device="cpu", tau=tau, random_state=split).calibrate(
+            probe = SelectiveTest(
+                loc, device="cpu", tau=tau, random_state=split, selection=selection
+            ).calibrate(
                 colin.images[cal], None if refs is None else refs[cal], check_fraction=0.05,
                 noise_kind=kind,
             )  # fmt: skip
@@ -194,23 +200,31 @@ def contrast_power(
     colin: ImageSet,
     matched: np.ndarray,
     tau: float,
-    method: str,
-    null: str,
+    methods: list[str],
     levels: list[float],
+    selection: str,
 ) -> dict[str, Any]:
-    """Rejection rate of ``method`` (``null``, matched reference) against the demo generator's
+    """Rejection rate of each test (a key of ``METHOD_LABELS``; matched reference) against the demo generator's
     contrast δ, on the test slices of split 0."""
     perm = np.random.default_rng(0).permutation(len(colin))
     cal, test = np.sort(perm[:N_CALIBRATION]), np.sort(perm[N_CALIBRATION:])
-    tester = SelectiveTest(loc, device="cpu", tau=tau, null=null, method=method)
+    tester = SelectiveTest(loc, device="cpu", tau=tau, selection=selection)
     tester.calibrate(colin.images[cal], matched[cal], check_fraction=0.05)
-    out = {}
+    if selection == "shown":  # the other tests trace the region map
+        methods = [key for key in methods if method_and_null(key)[0] in SHOWN_METHODS]
+    out: dict[str, Any] = {key: {} for key in methods}
     for delta in levels:
         lesions = {**LESIONS, "delta": (delta, delta)}
         images = lesion_dataset(colin.images[test], colin.masks[test], seed=0, **lesions)[0]
-        res = [tester.test_prepared(x.astype(np.float64), matched[j]) for x, j in zip(
-            images, test, strict=True)]
-        out[str(delta)] = rate([r.p_value is not None and r.p_value < ALPHA for r in res])
+        for key in methods:
+            method, null = method_and_null(key)
+            res = [
+                tester.test_prepared(x.astype(np.float64), matched[j], method, null)
+                for x, j in zip(images, test, strict=True)
+            ]
+            out[key][str(delta)] = rate(
+                [r.p_value is not None and r.p_value < ALPHA for r in res]
+            )
     return out
 
 
@@ -229,41 +243,48 @@ def summarise(splits: list[dict]) -> dict[str, Any]:
     return out
 
 
-def plot(contrast: dict[str, Any], path: str, label: str) -> None:
+def plot(contrast: dict[str, Any], path: str) -> None:
+    """Share of lesion slices rejected against δ, one line (with its band) per test."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = [float(k) for k in contrast]
-    rates = [contrast[k]["rate"] for k in contrast]
-    lo = [contrast[k]["band"][0] for k in contrast]
-    hi = [contrast[k]["band"][1] for k in contrast]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.fill_between(levels, lo, hi, alpha=0.25, label="95 % Clopper-Pearson band")
-    ax.plot(levels, rates, "o-", label=label)
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for key, curve in contrast.items():
+        levels = [float(k) for k in curve]
+        rates = [curve[k]["rate"] for k in curve]
+        lo = [curve[k]["band"][0] for k in curve]
+        hi = [curve[k]["band"][1] for k in curve]
+        (line,) = ax.plot(levels, rates, "o-", label=METHOD_LABELS.get(key, key))
+        ax.fill_between(levels, lo, hi, alpha=0.15, color=line.get_color())
     ax.axhline(ALPHA, color="grey", ls="--", lw=1, label=f"α = {ALPHA}")
     ax.set_xlabel("SYNTHETIC lesion contrast δ (demo generator)")
     ax.set_ylabel("share of lesion slices rejected")
+    ax.set_title("matched reference; bands: 95 % Clopper-Pearson", fontsize=9)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
 
 
 METHOD_LABELS = {
-    "fission_gaussian": "fission, Gaussian null",
+    "rank": "rank: most extreme component among healthy images (conformal; the default)",
     "fission_scaled": "fission, scaled null",
     "fission_conformal": "fission, conformal null",
-    "rank": "rank: most extreme component among healthy images (conformal; the default)",
+    "fission_gaussian": "fission, Gaussian null",
     "naive_conformal": "region at λ (p99), its z among healthy images (conformal)",
-    "rank_conformal": "rank: most extreme component among healthy images (conformal)",
     "naive_gaussian": "naive (invalid)",
     "oc": "exact, over-conditioned (OC)",
     "parametric": "exact DAL-Test",
     "bonferroni": "Bonferroni",
 }
+
+
+def method_and_null(key: str) -> tuple[str, str]:
+    """("rank", "conformal") for ``rank``, else the two halves of e.g. ``fission_scaled``."""
+    return ("rank", "conformal") if key == "rank" else tuple(key.split("_"))  # type: ignore
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -289,14 +310,19 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--localizer", choices=("ddpm", "disyre"), default="ddpm")
+    p.add_argument(
+        "--localizer", choices=("ddpm", "disyre", "ssim-ens"), default="ddpm",
+        help="ssim-ens: the DDPM's SSIM-ens map, tested with selection='shown' (rank, fission)",
+    )  # fmt: skip
     p.add_argument("--splits", type=int, default=5)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--exact", type=int, default=0, help="exact DAL-Test on this many per group")
     p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
-    p.add_argument("--contrast-method", default="rank", help="the test of the contrast curve")
-    p.add_argument("--contrast-null", default="conformal", choices=NULLS)
-    p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8")
+    p.add_argument(
+        "--contrast-methods", default="rank,fission_scaled,naive_conformal",
+        help="the tests of the contrast curve (keys of the doc table: rank, fission_scaled, …)",
+    )  # fmt: skip
+    p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8", help="'' for none")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="result JSON (with --table: the one to read)")
     p.add_argument("--table", action="store_true", help="print the doc tables of --out")
@@ -318,12 +344,20 @@ def main(argv: list[str] | None = None) -> int:
     colin = brain_slices("colin27", size, slice_fraction=BAND)
     matched = same_position_references(colin.names, colin.names, train_set)
     start = time.perf_counter()
-    loc = train(args.localizer, train_set.images, not args.quiet, args.model_cache)
+    loc = train(
+        "ddpm" if args.localizer == "ssim-ens" else args.localizer, train_set.images,
+        not args.quiet, args.model_cache,
+    )  # fmt: skip
+    selection = "region"
+    if args.localizer == "ssim-ens":
+        loc.set_params(score="ssim-ens")
+        selection = "shown"
     result: dict[str, Any] = {
         "command": command,
         "alpha": ALPHA,
         "localizer": args.localizer,
         "tau": args.tau,
+        "selection": selection,
         "train_seconds": time.perf_counter() - start,
         "n_calibration": N_CALIBRATION,
         "n_test_per_split": len(colin) - N_CALIBRATION,
@@ -333,23 +367,21 @@ def main(argv: list[str] | None = None) -> int:
         splits.append(
             run_split(
                 loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"), args.oc,
+                selection,
             )  # fmt: skip
         )
         result["splits"] = splits
         result["summary"] = summarise(splits)
         write_result(args.out, result, command=command)
         print(f"split {s} done", flush=True)
-    levels = [float(v) for v in args.contrasts.split(",")]
-    result["contrast"] = contrast_power(
-        loc, colin, matched, args.tau, args.contrast_method, args.contrast_null, levels
-    )
-    result["contrast_method"], result["contrast_null"] = args.contrast_method, args.contrast_null
-    write_result(args.out, result, command=command)
-    if args.plot:
-        label = METHOD_LABELS.get(
-            f"{args.contrast_method}_{args.contrast_null}", args.contrast_method
+    levels = [float(v) for v in args.contrasts.split(",") if v]
+    if levels:
+        result["contrast"] = contrast_power(
+            loc, colin, matched, args.tau, args.contrast_methods.split(","), levels, selection
         )
-        plot(result["contrast"], args.plot, f"{label}, matched reference")
+        write_result(args.out, result, command=command)
+    if args.plot:
+        plot(result["contrast"], args.plot)
     for ref_kind, table in result.get("summary", {}).items():
         for group, methods in table.items():
             line = ", ".join(f"{m} {v['rate']:.3f}" for m, v in methods.items() if v["n"])

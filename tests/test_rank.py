@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn.exceptions import NotFittedError
 from skimage.measure import label
 
 from diffad.image.ddpm_localizer import DDPMLocalizer
@@ -82,8 +83,7 @@ def test_a_null_image_gets_its_own_stored_statistic(model, seed):
     null = np.sort(perm[6 : 6 + m])
     got = [tester.test(healthy[i], method="rank") for i in null]
     z = np.array([0.0 if r.z is None else abs(r.z) for r in got])
-    # (to float32 rounding: calibration holds the images in the precision they are stored in)
-    np.testing.assert_allclose(z, tester.null_z_["rank"], rtol=1e-6)
+    np.testing.assert_array_equal(z, tester.null_z_["rank"])
     for r in got:
         if r.selected:
             assert r.region.shape == (1, D, D) and r.region.sum() == r.region_size > 0
@@ -126,7 +126,12 @@ def test_selection_on_the_shown_map(model, seed, tmp_path):
     shown = loc.anomaly_map(x[None])[0]
     assert result.selected
     assert np.all(shown[result.region[0]] > tester.lam_rank_)  # a component of the shown map
-    assert tester.test(x, method="fission").null == "gaussian"
+    assert tester.lam_ is None  # no region-map λ: nothing was traced
+    perm = np.random.default_rng(0).permutation(len(healthy))
+    null = np.sort(perm[5 : 5 + len(tester.null_z_["rank"])])
+    z = [tester.test(healthy[i], method="rank").z for i in null]
+    np.testing.assert_array_equal(np.abs([0.0 if v is None else v for v in z]),
+                                  tester.null_z_["rank"])  # fmt: skip
     with pytest.raises(ValueError, match="traces the region map"):
         tester.test(x, method="parametric")
     tester.save(tmp_path / "t")
@@ -137,3 +142,25 @@ def test_selection_on_the_shown_map(model, seed, tmp_path):
         SelectiveTest.load(tmp_path / "t", loc, selection="region")
     with pytest.raises(ValueError, match="selection must be"):
         SelectiveTest(loc, selection="ssim").test(x, method="rank")
+    tester.selection = "region"  # after calibration: its λ belongs to the shown map
+    with pytest.raises(ValueError, match="calibrated with 'shown'"):
+        tester.test(x, method="rank")
+
+
+def test_rank_refuses_what_would_break_exchangeability(model, seed, tmp_path):
+    healthy = np.random.default_rng([seed, 4]).standard_normal((50, 1, D, D))
+    tester = SelectiveTest(model).calibrate(healthy, check_fraction=0.1)
+    x = healthy[0, 0]
+    # Healthy nulls scored against the calibrated mean reference: no other reference.
+    with pytest.raises(ValueError, match="pass no reference"):
+        tester.test(x, reference=healthy[1, 0], method="rank")
+    # A calibration saved before the rank test had its level: fission, saying why.
+    tester.save(tmp_path / "t")
+    config = tmp_path / "t" / "config.json"
+    text = config.read_text()
+    config.write_text(text.replace('"lam_rank"', '"lam_rank_old"'))
+    old = SelectiveTest.load(tmp_path / "t", model)
+    method, _, why = old.recommended_test(ALPHA)
+    assert method == "fission" and "recalibrate" in why
+    with pytest.raises(NotFittedError, match="predates the rank test"):
+        old.test(x, method="rank")

@@ -45,9 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description=(
             "For each image: select the region where the model's map exceeds λ and test whether "
-            "its mean differs from the reference's. By default the region's z is ranked among "
-            "held-out healthy images (or, with too few of them, data fission: select on "
-            "X + τZ, test on X - Z/τ); --method parametric is the exact DAL-Test (conditions "
+            "its mean differs from the reference's. By default (rank) the most extreme "
+            "connected component of the map at a lower level λ_rank is ranked among held-out "
+            "healthy images (or, with too few of them, data fission: select on X + τZ, test "
+            "on X - Z/τ); --method parametric is the exact DAL-Test (conditions "
             "on the exact region by tracing the network). Defaults come from the model's "
             "calibrated region test: λ, the noise covariance, the reference and the healthy "
             "null. Every run also reports "
@@ -81,13 +82,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         default=None,
         choices=METHODS,
-        help="default: rank when the model's region test kept at least 1/alpha - 1 healthy "
-        "null images with a region, else fission with the scaled null, else (no calibration) "
+        help="default: rank when the model's region test kept more than 1/alpha - 1 healthy "
+        "null images, else fission with the scaled null, else (no calibration) "
         "parametric -- the most powerful valid tests in docs/benchmarks/region_power.md. "
-        "rank: the region's z ranked among held-out healthy images (a conformal p-value, valid "
-        "whenever the image is exchangeable with them); fission: select on X + τZ, test on "
-        "X - Z/τ against --null; parametric: the exact DAL-Test (conditions on the exact "
-        "region); oc, naive, bonferroni, permutation",
+        "rank: the most extreme connected component of the map at λ_rank (its z), ranked "
+        "among held-out healthy images (a conformal p-value, valid whenever the image is "
+        "exchangeable with them; --lam, --noise-var and --reference(s) are refused with "
+        "it); fission: select on X + τZ, test on X - Z/τ against --null; parametric: the "
+        "exact DAL-Test (conditions on the exact region); oc, naive, bonferroni, permutation",
     )
     p.add_argument(
         "--null",
@@ -302,8 +304,8 @@ def _paired(args: argparse.Namespace, loc: Any, tester: Any, raw: Any) -> list |
 
 def choose_test(args: argparse.Namespace, tester: Any) -> str:
     """Resolve ``--method`` and ``--null`` left at their defaults (into ``args`` and the test)
-    and say why: rank when the calibration kept enough healthy null images with a region for
-    a conformal p-value below --alpha, else fission against the scaled null, else (no
+    and say why: rank when the calibration kept enough healthy null images for a conformal
+    p-value below --alpha, else fission against the scaled null, else (no
     calibration) the exact DAL-Test."""
     from diffad.selective.dal import healthy_null_of
 
@@ -315,12 +317,19 @@ def choose_test(args: argparse.Namespace, tester: Any) -> str:
         args.null = DEFAULT_NULL if args.method == "fission" else "gaussian"
     tester.method, tester.null = args.method, args.null
     if tester.calibrated and healthy_null_of(args.method, args.null) is not None:
-        given = [f for f, v in (("--lam", args.lam), ("--noise-var", args.noise_var)) if v]
+        options = (
+            ("--lam", args.lam), ("--noise-var", args.noise_var),
+            ("--reference", args.reference), ("--references", args.references),
+        )  # fmt: skip
+        given = [flag for flag, value in options if value is not None]
         if given:
+            way_out = (
+                "use --method parametric" if args.method == "rank"
+                else "use --method parametric or --null gaussian"
+            )  # fmt: skip
             raise ValueError(
                 f"{', '.join(given)} would compare against healthy null statistics computed "
-                f"with the calibrated values: use --method parametric or --null gaussian, or "
-                "recalibrate with train-image"
+                f"with the calibrated values: {way_out}, or recalibrate with train-image"
             )
     return why
 

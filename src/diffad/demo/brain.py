@@ -75,7 +75,7 @@ def _key(settings: dict[str, Any], seed: int, method: str = "ddpm") -> str:
     # The noise rule is in the key: a model cached under another rule is never reused.
     spec = {
         "settings": settings, "seed": seed, "lesions": LESIONS, "v": __version__,
-        "noise": NOISE_RULE, "region_test": "paired references, healthy nulls",
+        "noise": NOISE_RULE, "region_test": "paired references, rank of the most extreme component",
     }  # fmt: skip
     if method != "ddpm":
         spec["method"] = method

@@ -163,8 +163,8 @@ class SelectiveTest:
         The estimated Σ (:func:`~diffad.selective.noise.estimate_noise_model`).
     noise_kind_ : str
         Its form.
-    lam_ : float
-        The calibrated λ.
+    lam_ : float or None
+        The calibrated λ of the region map (None with ``selection="shown"``).
     check_images_ : numpy.ndarray
         Healthy images kept aside for the healthy calibration check (model layout).
     check_references_ : numpy.ndarray or None
@@ -272,6 +272,12 @@ class SelectiveTest:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        calibrated = getattr(self, "selection_", self.selection)
+        if self.selection != calibrated:
+            raise ValueError(
+                f"selection={self.selection!r}, but the test was calibrated with "
+                f"{calibrated!r}: its λ and healthy statistics belong to that map (recalibrate)"
+            )
 
     def _check_method(self, method: str) -> None:
         if method not in METHODS:
@@ -341,7 +347,8 @@ class SelectiveTest:
         method = self.method if method is None else method
         self._check_method(method)
         shape3 = tuple(int(v) for v in (shape if len(shape) == 3 else (1, *shape)))
-        self._tracer(shape3)
+        if self.selection == "region":
+            self._tracer(shape3)
         self._covariance(shape3)
         if method == "fission":
             self._fission_lam()
@@ -460,8 +467,8 @@ class SelectiveTest:
         self
         """
         self._check_params()
-        data = self.localizer.prepare(healthy_images)
-        refs = None if references is None else self.localizer.prepare(references)
+        data = self._prepare_checked(healthy_images)
+        refs = None if references is None else self._prepare_checked(references)
         if refs is not None and refs.shape != data.shape:
             raise ValueError(f"{len(refs)} references for {len(data)} healthy images")
         if len(data) < MIN_CALIBRATION_IMAGES:
@@ -487,21 +494,23 @@ class SelectiveTest:
         pick = (lambda idx: None) if refs is None else (lambda idx: refs[idx])  # noqa: E731
         model = estimate_noise_model(data[est], noise_kind, pick(est))
         shape = tuple(data.shape[1:])
-        tracer = self._tracer(shape)
         est64 = np.asarray(data[est], dtype=np.float64)
-        healthy_maps = tracer.selection_map(est64)
-        selection_maps = healthy_maps if self.selection == "region" else (
-            self._selection_maps(est64)
-        )  # fmt: skip
+        # The region map's λ (the exact tests) only where that map is selected on, so that a
+        # localiser whose map cannot be traced still gets rank and fission on its shown map.
+        selection_maps = self._selection_maps(est64)
+        region_lam = None
+        if self.selection == "region":
+            region_lam = float(np.percentile(selection_maps, lam_percentile))
         fitted: dict[str, Any] = {
             "noise_var_": model.noise_var,
             "noise_kind_": model.kind,
             "reference_var_factor_": float(model.reference_var_factor),
             "offset_": None if refs is None else model.reference.astype(np.float64),
             "reference_": model.reference.astype(np.float64) if refs is None else None,
-            "lam_": float(np.percentile(healthy_maps, lam_percentile)),
+            "lam_": region_lam,
             "lam_rank_": float(np.percentile(selection_maps, rank_percentile)),
             "check_images_": data[check],
+            "selection_": self.selection,
             "check_references_": pick(check),
         }
         # The rest is computed on a copy that holds the new settings (its Σ is validated and
@@ -552,7 +561,8 @@ class SelectiveTest:
         null statistics) the exact DAL-Test.
         """
         null_z = getattr(self, "null_z_", None) or {}
-        ranked = len(null_z.get("rank", [])) if getattr(self, "lam_rank_", None) else 0
+        has_rank = getattr(self, "lam_rank_", None) is not None
+        ranked = len(null_z.get("rank", [])) if has_rank else 0
         scaled = int(np.isfinite(null_z.get("fission", [])).sum())
         if ranked + 1 > 1 / alpha:
             return DEFAULT_METHOD, "conformal", (
@@ -564,6 +574,8 @@ class SelectiveTest:
             return "fission", DEFAULT_NULL, (
                 f"fission: {why}, too few for a rank p-value below alpha = {alpha:g}"
             )
+        if self.selection == "shown":
+            return "fission", "gaussian", "fission, Gaussian null: no healthy null statistics"
         return "parametric", "gaussian", "the exact DAL-Test: no healthy null statistics"
 
     @property
@@ -585,7 +597,7 @@ class SelectiveTest:
         config = {
             "filter_size": int(self.filter_size),
             "tau": float(self.tau),
-            "selection": self.selection,
+            "selection": self.selection_,
             "reference_var_factor": self.reference_var_factor_,
             "noise_kind": self.noise_kind_,
             "lam": self.lam_,
@@ -634,9 +646,10 @@ class SelectiveTest:
             )  # fmt: skip
             test.reference_var_factor_ = float(config["reference_var_factor"])
             test.noise_kind_ = str(config["noise_kind"])
-            test.lam_ = float(config["lam"])
+            test.lam_ = None if config["lam"] is None else float(config["lam"])
             test.lam_fission_ = float(config["lam_fission"])
             test.lam_rank_ = None if config.get("lam_rank") is None else float(config["lam_rank"])
+            test.selection_ = test.selection
             test.noise_check_ = RegionMeanCheck(**config["noise_check"])
             noise_var = arrays["noise_var"]
             test.noise_var_ = float(noise_var) if noise_var.ndim == 0 else noise_var
@@ -739,6 +752,14 @@ class SelectiveTest:
             return np.asarray(images, dtype=np.float64)
         return self.localizer.prepare(images)
 
+    def _prepare_checked(self, images: Any) -> np.ndarray:
+        """:meth:`_prepare` after the localiser's checks of shape and channels: the healthy
+        images of :meth:`calibrate` get exactly the preprocessing a tested image gets."""
+        checked = self.localizer.prepare(images)
+        if getattr(self.localizer, "preprocessing_", None) is not None:
+            return checked
+        return np.asarray(images, dtype=np.float64).reshape(checked.shape)
+
     def _prepare_one(self, image: Any) -> np.ndarray:
         """One image (see :meth:`_prepare`)."""
         if isinstance(image, np.ndarray) and image.ndim not in (2, 3):
@@ -761,6 +782,18 @@ class SelectiveTest:
         self._check_method(method)
         if null not in NULLS:
             raise ValueError(f"null must be one of {NULLS}, got {null!r}")
+        if (
+            reference is not None
+            and healthy_null_of(method, null) is not None
+            and getattr(self, "offset_", None) is None
+            and getattr(self, "reference_", None) is not None
+        ):
+            # The healthy null images were scored against reference_: a tested image scored
+            # against another reference is no longer exchangeable with them.
+            raise ValueError(
+                f"{method} compares with healthy images scored against the calibrated "
+                "reference: pass no reference, or calibrate with paired references"
+            )
         if method in ("fission", "rank"):
             result = (self._fission(image, reference, null) if method == "fission"
                       else self._rank(image, reference))  # fmt: skip
@@ -814,12 +847,14 @@ class SelectiveTest:
         return stored[method]
 
     def _lam_rank(self) -> float:
-        lam = getattr(self, "lam_rank_", None)
-        if lam is None:
+        if not hasattr(self, "lam_rank_"):
+            raise NotFittedError("the rank test needs calibrate() on healthy images")
+        if self.lam_rank_ is None:
             raise NotFittedError(
-                "the rank test needs lam_rank_: calibrate() the test on healthy images"
+                "this calibration predates the rank test: recalibrate it (diffad train-image, "
+                "or SelectiveTest.calibrate)"
             )
-        return float(lam)
+        return float(self.lam_rank_)
 
     def _rank_statistic(self, image: Any, reference: Any) -> float:
         """S of :mod:`diffad.selective.rank` for one image (0 when no component)."""
@@ -836,6 +871,7 @@ class SelectiveTest:
     def _rank(self, image: Any, reference: Any) -> SelectiveTestResult:
         """The most extreme component at λ_rank, ranked among the healthy null images."""
         self._check_params()
+        self._lam_rank()  # before the network runs
         found = self._rank_component(image, reference)
         if found is None:
             return SelectiveTestResult(
