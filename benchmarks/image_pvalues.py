@@ -24,11 +24,12 @@ error and the power:
 
 ``--part power``: the region tests' validity and power table on brain MRI (every test, both
 references, with n and bands), run by ``benchmarks/region_power.py``; the options after
-``--part power --out FILE`` are passed on to it (``--localizer``, ``--splits``, ``--exact``, …).
+``--part power --out FILE`` are passed on to it (``--localizer``, ``--splits``, ``--exact``, …),
+with ``--threads``; ``--seeds``, ``--q`` and ``--noise-kind`` do not apply to it.
 
 Examples::
 
-    python benchmarks/image_pvalues.py --part power --out benchmarks/results/region_power.json \
+    python benchmarks/image_pvalues.py --part power --out benchmarks/results/region_power.json \\
         --splits 5 --exact 6 --oc 12 --threads 1 --plot docs/images/region_power_contrast.png
 
     python benchmarks/image_pvalues.py --part all --seeds 20 --threads 2 \\

@@ -1,22 +1,26 @@
 """Region p-values on real brain MRI: validity on held-out healthy slices, power on lesions.
 
-The demo's model (``diffad.demo.brain.SETTINGS["full"]``: DDPM, 32 px, trained on MNI152
-slices; or ``--localizer disyre``) and the 86 Colin27 slices of the same band (another brain).
-Per split (``--splits``, seeded): 52 random Colin27 slices calibrate the region test
-(``SelectiveTest.calibrate``: noise model and λ from about half, the null statistics from the
-other half), the other 34 are tested — healthy, with a SYNTHETIC lesion of the demo's generator
-(bright or dark blobs, δ 0.5–0.8) and of the brain benchmark's (shapes, hyper/hypo/texture,
-δ 0.25–0.5). Two references: ``mean`` (the mean of the estimation slices) and ``matched``
-(the MNI152 slice at the same position plus the healthy mean offset; Σ of the residuals).
+The demo's model (``diffad.demo.brain.SETTINGS["full"]``: DDPM, 32 px, trained on MNI152 slices;
+``--localizer disyre`` the demo's DISYRE; ``--localizer ssim-ens`` the DDPM's SSIM-ens map,
+selected on as shown: ``selection="shown"``, rank and fission only) and the 86 Colin27 slices of
+the same band (another brain). Per split (``--splits``, seeded): 52 random Colin27 slices
+calibrate the region test (``SelectiveTest.calibrate``: noise model and λ from about half, the
+null statistics from the other half), the other 34 are tested — healthy, with a SYNTHETIC lesion
+of the demo's generator (bright or dark blobs, δ 0.5–0.8) and of the brain benchmark's (shapes,
+hyper/hypo/texture, δ 0.25–0.5). Two references: ``mean`` (the mean of the estimation slices)
+and ``matched`` (the MNI152 slice at the same position plus the healthy mean offset; Σ of the
+residuals).
 
-Per image: data fission (τ = ``--tau``) against the Gaussian, scaled and conformal nulls; the
-naive statistic against the Gaussian and conformal nulls; Bonferroni; on the first ``--oc``
-images of each group of the first split OC (exact, one piece), and on its first ``--exact`` the
-exact DAL-Test (termination ``decision``). Also: the noise-model check (variance of standardised
-fixed-disc means on held-out residuals) for the Ledoit-Wolf (``local``) and the tapered sample
-covariance, and the power of the default test against lesion contrast (``--contrasts``).
+Per image: ``rank`` (the default test: the most extreme component at λ_rank ranked among the
+healthy null images, :mod:`diffad.selective.rank`); data fission (τ = ``--tau``) against the
+Gaussian, scaled and conformal nulls; the naive statistic against the Gaussian and conformal
+nulls; Bonferroni; on the first ``--oc`` images of each group of the first split OC (exact, one
+piece), and on its first ``--exact`` the exact DAL-Test (termination ``decision``). Also: the
+noise-model check (variance of standardised fixed-disc means on held-out residuals) for the
+Ledoit-Wolf (``local``) and the tapered sample covariance, and the power of ``--contrast-
+methods`` against the demo generator's lesion contrast (``--contrasts``) on split 0.
 
-    python benchmarks/region_power.py --splits 5 --exact 2 --oc 12 --threads 1 \\
+    python benchmarks/region_power.py --splits 5 --exact 6 --oc 12 --threads 1 \\
         --out benchmarks/results/region_power.json --plot docs/images/region_power_contrast.png
 """
 
@@ -99,9 +103,7 @@ def image_row(
         start = time.perf_counter()
         par = tester.test_prepared(x, ref, "parametric")
         row["parametric_seconds"] = time.perf_counter() - start
-        row["parametric_bounds"] = None if par.p_value_bounds is None else list(
-            par.p_value_bounds
-        )
+        row["parametric_bounds"] = None if par.p_value_bounds is None else list(par.p_value_bounds)
     return row
 
 
@@ -175,9 +177,11 @@ def run_split(
         for name, images in groups.items():
             rows[name] = [
                 image_row(
-                    tester, images[i].astype(np.float64),
+                    tester,
+                    images[i].astype(np.float64),
                     None if refs is None else refs[test[i]].astype(np.float64),
-                    oc=split == 0 and i < n_oc, exact=split == 0 and i < n_exact,
+                    oc=split == 0 and i < n_oc,
+                    exact=split == 0 and i < n_exact,
                 )  # fmt: skip
                 for i in range(len(images))
             ]
@@ -187,8 +191,9 @@ def run_split(
             "lam_fission": tester.lam_fission_,
             "lam_rank": tester.lam_rank_,
             "null_scale_fission": null_scale(tester.null_z_["fission"]),
-            "null_z": {k: [None if np.isnan(v) else float(v) for v in z]
-                       for k, z in tester.null_z_.items()},
+            "null_z": {
+                k: [None if np.isnan(v) else float(v) for v in z] for k, z in tester.null_z_.items()
+            },
             "decisions": {g: decisions(r, tester) for g, r in rows.items()},
             "rows": rows,
         }
@@ -204,8 +209,8 @@ def contrast_power(
     levels: list[float],
     selection: str,
 ) -> dict[str, Any]:
-    """Rejection rate of each test (a key of ``METHOD_LABELS``; matched reference) against the demo generator's
-    contrast δ, on the test slices of split 0."""
+    """Rejection rate of each test (one of ``CURVE_TESTS``; matched reference) against the demo
+    generator's contrast δ, on the test slices of split 0."""
     perm = np.random.default_rng(0).permutation(len(colin))
     cal, test = np.sort(perm[:N_CALIBRATION]), np.sort(perm[N_CALIBRATION:])
     tester = SelectiveTest(loc, device="cpu", tau=tau, selection=selection)
@@ -222,9 +227,7 @@ def contrast_power(
                 tester.test_prepared(x.astype(np.float64), matched[j], method, null)
                 for x, j in zip(images, test, strict=True)
             ]
-            out[key][str(delta)] = rate(
-                [r.p_value is not None and r.p_value < ALPHA for r in res]
-            )
+            out[key][str(delta)] = rate([r.p_value is not None and r.p_value < ALPHA for r in res])
     return out
 
 
@@ -282,8 +285,14 @@ METHOD_LABELS = {
 }
 
 
+CURVE_TESTS = ("rank", "fission_scaled", "fission_conformal", "fission_gaussian",
+               "naive_conformal", "naive_gaussian")  # fmt: skip
+
+
 def method_and_null(key: str) -> tuple[str, str]:
-    """("rank", "conformal") for ``rank``, else the two halves of e.g. ``fission_scaled``."""
+    """(method, null) of a contrast-curve test: ``rank`` or e.g. ``fission_scaled``."""
+    if key not in CURVE_TESTS:
+        raise ValueError(f"a contrast-curve test is one of {CURVE_TESTS}, got {key!r}")
     return ("rank", "conformal") if key == "rank" else tuple(key.split("_"))  # type: ignore
 
 
@@ -320,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
     p.add_argument(
         "--contrast-methods", default="rank,fission_scaled,naive_conformal",
-        help="the tests of the contrast curve (keys of the doc table: rank, fission_scaled, …)",
+        help=f"the tests of the contrast curve, from {', '.join(CURVE_TESTS)}",
     )  # fmt: skip
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8", help="'' for none")
     p.add_argument("--threads", type=int, default=1)
@@ -366,7 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     for s in range(args.splits):
         splits.append(
             run_split(
-                loc, colin, matched, s, args.tau, args.exact, ("local", "tapered"), args.oc,
+                loc,
+                colin,
+                matched,
+                s,
+                args.tau,
+                args.exact,
+                ("local", "tapered"),
+                args.oc,
                 selection,
             )  # fmt: skip
         )
@@ -380,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             loc, colin, matched, args.tau, args.contrast_methods.split(","), levels, selection
         )
         write_result(args.out, result, command=command)
-    if args.plot:
+    if args.plot and "contrast" in result:
         plot(result["contrast"], args.plot)
     for ref_kind, table in result.get("summary", {}).items():
         for group, methods in table.items():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
-from sklearn.exceptions import NotFittedError
 from skimage.measure import label
+from sklearn.exceptions import NotFittedError
 
 from diffad.image.ddpm_localizer import DDPMLocalizer
 from diffad.selective.covariance import NoiseCovariance

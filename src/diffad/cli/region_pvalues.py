@@ -352,9 +352,7 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
     }
     stored = Path(args.model) / REGION_TEST_FOLDER
     if not stored.is_dir():
-        return SelectiveTest(
-            loc, filter_size=args.filter_size or 3, tau=args.tau or 1.0, **params
-        )
+        return SelectiveTest(loc, filter_size=args.filter_size or 3, tau=args.tau or 1.0, **params)
     # A stored calibration (λ, healthy nulls) belongs to the map and settings it was made
     # with: options that change them would silently compare against stale numbers.
     changed = [

@@ -536,9 +536,7 @@ class SelectiveTest:
             for method in NULL_METHODS
             if self.selection == "region" or method in SHOWN_METHODS
         }
-        fitted["null_z_"]["rank"] = np.array(
-            [work._rank_statistic(data[i], pick(i)) for i in null], dtype=np.float64
-        )
+        fitted["null_z_"]["rank"] = work.rank_statistics(data[null], pick(null))
         held_out = np.concatenate([null, check])
         own = fitted["reference_"] if refs is None else refs[held_out] + fitted["offset_"]
         varying = est64.var(axis=0).max(axis=0)
@@ -565,14 +563,18 @@ class SelectiveTest:
         ranked = len(null_z.get("rank", [])) if has_rank else 0
         scaled = int(np.isfinite(null_z.get("fission", [])).sum())
         if ranked + 1 > 1 / alpha:
-            return DEFAULT_METHOD, "conformal", (
-                f"rank: the most extreme flagged component among {ranked} healthy images"
+            return (
+                DEFAULT_METHOD,
+                "conformal",
+                (f"rank: the most extreme flagged component among {ranked} healthy images"),
             )
         if scaled >= 2:
             why = (f"only {ranked} healthy null images" if ranked
                    else "the calibration has no rank statistics (recalibrate)")  # fmt: skip
-            return "fission", DEFAULT_NULL, (
-                f"fission: {why}, too few for a rank p-value below alpha = {alpha:g}"
+            return (
+                "fission",
+                DEFAULT_NULL,
+                (f"fission: {why}, too few for a rank p-value below alpha = {alpha:g}"),
             )
         if self.selection == "shown":
             return "fission", "gaussian", "fission, Gaussian null: no healthy null statistics"
@@ -856,15 +858,40 @@ class SelectiveTest:
             )
         return float(self.lam_rank_)
 
-    def _rank_statistic(self, image: Any, reference: Any) -> float:
-        """S of :mod:`diffad.selective.rank` for one image (0 when no component)."""
-        found = self._rank_component(image, reference)
-        return 0.0 if found is None else abs(found[0].z)
+    def rank_statistics(self, images: Any, references: Any = None) -> np.ndarray:
+        """S (:mod:`diffad.selective.rank`) of each image, 0 where no component passes
+        λ_rank: the statistic the ``rank`` p-value compares with ``null_z_["rank"]``.
 
-    def _rank_component(self, image: Any, reference: Any) -> tuple[Any, tuple] | None:
+        Parameters
+        ----------
+        images : array-like
+            Images already in model layout and scale (N, C, H, W), as :meth:`test_prepared`
+            takes them.
+        references : array-like, optional
+            One reference per image, as for :meth:`test_prepared`.
+
+        Returns
+        -------
+        numpy.ndarray of shape (N,)
+        """
+        images = np.asarray(images, dtype=np.float64)
+        maps = self._selection_maps(images)  # one batch through the network
+        out = np.zeros(len(images))
+        for i, x in enumerate(images):
+            found = self._rank_component(x, None if references is None else references[i],
+                                         maps[i])  # fmt: skip
+            out[i] = 0.0 if found is None else abs(found[0].z)
+        return out
+
+    def _rank_component(
+        self, image: Any, reference: Any, emap: np.ndarray | None = None
+    ) -> tuple[Any, tuple] | None:
+        """The most extreme component of one image (and the image's shape), or None; ``emap``
+        is its selection map when already computed."""
         reference, f = self._reference(reference)
         x, ref, shape = self._check_pair(image, reference)
-        emap = self._selection_maps(x[None])[0]
+        if emap is None:
+            emap = self._selection_maps(x[None])[0]
         found = rank_statistic(emap, self._lam_rank(), x, ref, self._covariance(x.shape), f)
         return None if found is None else (found, shape)
 

@@ -1,6 +1,7 @@
 """The rank test: the most extreme flagged component of an image, ranked among healthy images.
 
-The localiser's region map E is thresholded at a low level λ_rank (by default the 90th
+The localiser's region map E (or, with ``SelectiveTest(selection="shown")``, the map it shows)
+is thresholded at a low level λ_rank (by default the 90th
 percentile of healthy map pixels, so that every image has a few candidate regions). Each
 connected component C of {E > λ_rank} gets the standardised mean of the image's residual
 against its reference,
@@ -13,13 +14,14 @@ images the test never saw (no region: 0),
 
     p = (1 + #{j : S_j ≥ S}) / (m + 1)
 
-is a conformal p-value: whenever the tested image and the healthy ones are exchangeable
-(a healthy image of the same kind, with its reference drawn the same way),
-P(p ≤ α) ≤ α exactly in finite samples, whatever the network, Σ or the distribution of the
-residuals. It controls how often a healthy image gets a region rejected; it is not
-conditional on the exact pixel set (that is the DAL-Test's guarantee), which is what lets it
-keep its power (docs/benchmarks/region_power.md). Σ only standardises regions of different
-sizes: a wrong Σ costs power, never validity. The smallest p-value is 1/(m + 1).
+is a conformal p-value: whenever the tested image and the healthy ones are exchangeable (a
+healthy image of the same kind, with its reference drawn the same way), P(p ≤ α) ≤ α exactly in
+finite samples, whatever the network, Σ or the distribution of the residuals. It controls how
+often a healthy image gets a region rejected; it is not conditional on the exact pixel set (that
+is the DAL-Test's guarantee), which is what lets it keep its power
+(docs/benchmarks/region_power.md, where λ_rank's percentile was chosen). Σ only standardises
+regions of different sizes: a wrong Σ costs power, never validity. The smallest p-value is
+1/(m + 1).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ RANK_PERCENTILE = 90.0
 
 
 class RankStatistic(NamedTuple):
-    """S = |z| of the most extreme component, its signed z, mean difference and region."""
+    """The most extreme component: its signed z (S = |z|), mean difference and region."""
 
     z: float
     stat: float
@@ -45,7 +47,7 @@ class RankStatistic(NamedTuple):
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected components of a (C, H, W) mask: pixels touching along a row or a column
-    (4-connectivity), and the same pixel in every channel."""
+    (4-connectivity), and the same pixel in adjacent channels."""
     labels, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(3, 1))
     return labels, int(n)
 
@@ -99,7 +101,9 @@ def rank_p_value(statistic: float, null_statistics: np.ndarray) -> float:
     """
     null = np.asarray(null_statistics, dtype=np.float64)
     if null.size == 0:
-        raise ValueError("the rank test needs healthy null images: calibrate() with null_fraction > 0")
+        raise ValueError(
+            "the rank test needs healthy null images: calibrate() with null_fraction > 0"
+        )
     if not np.all(np.isfinite(null)):
         raise ValueError("healthy rank statistics must be finite (0 for an image with no region)")
     return float((1 + np.sum(np.abs(null) >= abs(statistic))) / (null.size + 1))
