@@ -45,6 +45,7 @@ from diffad.selective.comparators import bonferroni_p_value
 from diffad.selective.dal import SHOWN_METHODS, SelectiveTest
 from diffad.selective.fission import NULLS, null_p_value, null_scale
 from diffad.selective.noise import clopper_pearson
+from diffad.selective.rank import RANK_PERCENTILE
 
 ALPHA = 0.05
 N_CALIBRATION = 52
@@ -149,6 +150,7 @@ def run_split(
     noise_kinds: tuple[str, ...],
     n_oc: int,
     selection: str,
+    rank_percentile: float,
 ) -> dict[str, Any]:
     """One random calibration/test split, both references."""
     perm = np.random.default_rng(split).permutation(len(colin))
@@ -169,7 +171,7 @@ def run_split(
                 loc, device="cpu", tau=tau, random_state=split, selection=selection
             ).calibrate(
                 colin.images[cal], None if refs is None else refs[cal], check_fraction=0.05,
-                noise_kind=kind,
+                noise_kind=kind, rank_percentile=rank_percentile,
             )  # fmt: skip
             checks[kind] = probe.noise_check_.to_dict()
         tester = probe  # the last kind: the default estimator
@@ -208,13 +210,16 @@ def contrast_power(
     methods: list[str],
     levels: list[float],
     selection: str,
+    rank_percentile: float,
 ) -> dict[str, Any]:
     """Rejection rate of each test (one of ``CURVE_TESTS``; matched reference) against the demo
     generator's contrast δ, on the test slices of split 0."""
     perm = np.random.default_rng(0).permutation(len(colin))
     cal, test = np.sort(perm[:N_CALIBRATION]), np.sort(perm[N_CALIBRATION:])
     tester = SelectiveTest(loc, device="cpu", tau=tau, selection=selection)
-    tester.calibrate(colin.images[cal], matched[cal], check_fraction=0.05)
+    tester.calibrate(
+        colin.images[cal], matched[cal], check_fraction=0.05, rank_percentile=rank_percentile
+    )
     if selection == "shown":  # the other tests trace the region map
         methods = [key for key in methods if method_and_null(key)[0] in SHOWN_METHODS]
     out: dict[str, Any] = {key: {} for key in methods}
@@ -314,6 +319,17 @@ def markdown(result: dict[str, Any]) -> str:
                 row = [cell(table[g][method]) for g in GROUPS]
                 lines.append(f"| {label} | " + " | ".join(row) + " |")
         lines.append("")
+    lines += [
+        "noise-model check: variance of standardised fixed-disc means, median over the splits "
+        "[smallest, largest]", "",
+        "| reference | Σ estimator | r = 1 | r = 2 | r = 4 |", "|---|---|---|---|---|",
+    ]  # fmt: skip
+    for ref_kind in result["summary"]:
+        checks = [s[ref_kind]["noise_check"] for s in result["splits"]]
+        for kind in checks[0]:
+            values = np.array([c[kind]["variance"] for c in checks])
+            cells = [f"{np.median(v):.2f} [{v.min():.2f}, {v.max():.2f}]" for v in values.T]
+            lines.append(f"| {ref_kind} | {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -333,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--contrasts", default="0.1,0.2,0.3,0.5,0.8", help="'' for none")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--rank-percentile", type=float, default=RANK_PERCENTILE,
+        help="percentile of healthy map pixels that becomes λ_rank (calibrate())",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="result JSON (with --table: the one to read)")
     p.add_argument("--table", action="store_true", help="print the doc tables of --out")
     p.add_argument("--plot", default=None)
@@ -367,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         "localizer": args.localizer,
         "tau": args.tau,
         "selection": selection,
+        "rank_percentile": args.rank_percentile,
         "train_seconds": time.perf_counter() - start,
         "n_calibration": N_CALIBRATION,
         "n_test_per_split": len(colin) - N_CALIBRATION,
@@ -383,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.exact,
                 ("local", "tapered"),
                 args.oc,
-                selection,
+                selection, args.rank_percentile,
             )  # fmt: skip
         )
         result["splits"] = splits
@@ -393,8 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     levels = [float(v) for v in args.contrasts.split(",") if v]
     if levels:
         result["contrast"] = contrast_power(
-            loc, colin, matched, args.tau, args.contrast_methods.split(","), levels, selection
-        )
+            loc, colin, matched, args.tau, args.contrast_methods.split(","), levels, selection,
+            args.rank_percentile,
+        )  # fmt: skip
         write_result(args.out, result, command=command)
     if args.plot and "contrast" in result:
         plot(result["contrast"], args.plot)
