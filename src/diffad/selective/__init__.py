@@ -1,7 +1,8 @@
 """Region p-values for the region a diffusion localiser flags.
 
-Start with :class:`SelectiveTest` (``dal.py``): the exact DAL-Test, and data fission against a
-null calibrated on healthy images (``fission.py``), with the noise model estimated
+Start with :class:`SelectiveTest` (``dal.py``): the rank test, the default (the most extreme
+flagged component ranked among healthy images: ``rank.py``), the exact DAL-Test, and data
+fission against a null calibrated on healthy images (``fission.py``), with the noise model estimated
 (``noise.py``) and checked on fixed-region means (``noise_check.py``). The tracer of a
 localiser's region map is built in ``region_tracer.py``. The exact engine underneath: the
 float64 tracer of the reconstruction along a line (``tracer.py``, layer rules in
@@ -20,8 +21,8 @@ METHODS = ("rank", "fission", "parametric", "oc", "naive", "bonferroni", "permut
 NULL_METHODS = ("fission", "naive")
 #: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,
 #: and the null of fission: the most powerful valid ones in ``benchmarks/region_power.py``
-#: (docs/benchmarks/region_power.md). ``rank`` needs at least 1/α − 1 healthy null images
-#: with a region; ``diffad test`` falls back to fission with this null when there are fewer.
+#: (docs/benchmarks/region_power.md). ``rank`` needs more than 1/α − 1 healthy null images;
+#: ``diffad test`` falls back to fission with this null when there are fewer.
 DEFAULT_METHOD = "rank"
 #: Folder of a localiser checkpoint where ``diffad train-image`` keeps the region test's
 #: calibration (``SelectiveTest.save``).

@@ -85,12 +85,14 @@ class _Line(NamedTuple):
 
 
 class SelectiveTest:
-    """Exact selective p-value (DAL-Test) for the region a diffusion localizer flags.
+    """p-values for the region a diffusion localizer flags: the rank test (``method="rank"``,
+    :mod:`diffad.selective.rank`), data fission, and the exact selective DAL-Test.
 
     The test selects on the localiser's own region map (its ``region_map_definition()``:
-    the same model, chain and noise draws as its ``localize``), so the region tested is the
-    region of the map the localiser shows. A localiser setting that changes the map
-    (``t_start``, ``ddim_steps``, ``seed`` of a DDPM) is set on the localiser.
+    the same model, chain and noise draws as its ``localize``), so the region tested comes from
+    the reconstruction the localiser shows; with ``selection="shown"``, rank and fission select
+    on the very map it shows. A localiser setting that changes the map (``t_start``,
+    ``ddim_steps``, ``seed`` of a DDPM) is set on the localiser.
 
     Parameters
     ----------
