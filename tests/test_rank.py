@@ -145,6 +145,8 @@ def test_selection_on_the_shown_map(model, seed, tmp_path):
     tester.selection = "region"  # after calibration: its λ belongs to the shown map
     with pytest.raises(ValueError, match="calibrated with 'shown'"):
         tester.test(x, method="rank")
+    tester.calibrate(healthy, check_fraction=0.1)  # recalibrating on the region map is allowed
+    assert tester.lam_ is not None and tester.test(x, method="rank").p_value is not None
 
 
 def test_rank_refuses_what_would_break_exchangeability(model, seed, tmp_path):
