@@ -166,3 +166,70 @@ def test_rank_refuses_what_would_break_exchangeability(model, seed, tmp_path):
     assert method == "fission" and "recalibrate" in why
     with pytest.raises(NotFittedError, match="predates the rank test"):
         old.test(x, method="rank")
+
+
+def _tile_line(tester, x, result):
+    """The line a + b·z of the tile test for ``result``'s tile (scalar Σ, zero reference)."""
+    tile = result.region.reshape(-1)
+    sd = tester._covariance(x.shape).mean_sd(tile, 0.0)
+    b = tester.noise_var * tile / (tile.sum() * sd)
+    return x.reshape(-1) - result.z * b, b
+
+
+def test_tile_truncation_set_matches_a_dense_grid(model, seed):
+    rng = np.random.default_rng([seed, 5])
+    x = rng.standard_normal((1, D, D))
+    x[0, 1:4, 1:4] += 2.0
+    tester = SelectiveTest(
+        model, noise_var=1.0, tile_size=4, reference_var_factor=0.0, termination="exhaustive",
+        z_max=8.0, device="cpu",
+    )  # fmt: skip
+    # λ just below the map's peak: few pixels pass it, so the event fails on part of the line
+    # (the first of these levels where the grid shows it does).
+    peak = float(tester._tracer(x.shape).selection_map(x[None]).max())
+    for factor in (0.9, 0.97, 0.995):
+        tester.lam = factor * peak
+        result = tester.test_prepared(x, np.zeros_like(x), "tile")
+        assert result.selected and result.region.sum() == 16
+        a, b = _tile_line(tester, x, result)
+        reach = max(8.0, abs(result.z) + 5.0)  # the range the search covers
+        zs = np.linspace(-reach, reach, 4001)
+        maps = tester._tracer(x.shape).selection_map(
+            (a[None] + zs[:, None] * b[None]).reshape(-1, 1, D, D)
+        )
+        holds = (maps[:, result.region.reshape(-1)] > tester.lam).any(axis=1)
+        if not holds.all():
+            break
+    assert holds.any() and not holds.all()  # a truncation set that is not the whole line
+    inside = np.zeros_like(holds)
+    near_edge = np.zeros_like(holds)
+    for lo, hi in result.intervals:
+        inside |= (zs >= lo) & (zs <= hi)
+        near_edge |= (np.abs(zs - lo) < 1e-3) | (np.abs(zs - hi) < 1e-3)
+    assert np.array_equal(holds[~near_edge], inside[~near_edge])
+    # The p-value is the truncated normal on those intervals, times the 4 tiles.
+    mass = sum(stats.norm.cdf(hi) - stats.norm.cdf(lo) for lo, hi in result.intervals)
+    below = sum(
+        stats.norm.cdf(min(hi, result.z)) - stats.norm.cdf(lo)
+        for lo, hi in result.intervals if lo < result.z
+    )  # fmt: skip
+    p_tile = 2 * min(below / mass, 1 - below / mass)
+    assert result.p_value == pytest.approx(min(1.0, 4 * p_tile), rel=1e-6)
+
+
+def test_tile_test_is_valid_and_finds_a_bright_square(model, seed):
+    rng = np.random.default_rng([seed, 6])
+    tester = SelectiveTest(
+        model, noise_var=1.0, lam=0.6, tile_size=4, reference_var_factor=0.0,
+        termination="decision", alpha=ALPHA, device="cpu",
+    )  # fmt: skip
+    null_p, square_p = [], []
+    for _ in range(40):
+        x = rng.standard_normal((1, D, D))
+        null_p.append(tester.test_prepared(x, np.zeros_like(x), "tile").p_value or 1.0)
+        i, j = rng.integers(0, D - 3 + 1, size=2)
+        x[0, i : i + 3, j : j + 3] += 4.0
+        square_p.append(tester.test_prepared(x, np.zeros_like(x), "tile").p_value or 1.0)
+    # Bonferroni over the tiles is conservative: at most the binomial upper bound at α.
+    assert np.sum(np.array(null_p) < ALPHA) <= stats.binom.ppf(0.999, 40, ALPHA)
+    assert np.mean(np.array(square_p) < ALPHA) >= 0.5

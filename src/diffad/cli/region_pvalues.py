@@ -89,7 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "among held-out healthy images (a conformal p-value, valid whenever the image is "
         "exchangeable with them; --lam, --noise-var and --reference(s) are refused with "
         "it); fission: select on X + τZ, test on X - Z/τ against --null; parametric: the "
-        "exact DAL-Test (conditions on the exact region); oc, naive, bonferroni, permutation",
+        "exact DAL-Test (conditions on the exact region); tile: exact, conditioned only on a "
+        "fixed tile having a pixel above λ (Bonferroni over the tiles); oc, naive, "
+        "bonferroni, permutation",
     )
     p.add_argument(
         "--null",
@@ -242,7 +244,7 @@ def describe(result: Any, termination: str, alpha: float) -> str:
             f"{result.region_size} px, p in [{lo:.3g}, {hi:.3g}]: {result.decision(alpha)} "
             f"at alpha = {alpha:g} ({naive})"
         )
-    if result.method in ("parametric", "oc"):
+    if result.method in ("parametric", "oc", "tile"):
         return f"{result.region_size} px, selective p {result.p_value:.3g} ({naive})"
     if result.method == "rank":
         return (

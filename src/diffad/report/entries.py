@@ -225,6 +225,8 @@ def method_label(method: str, null: str) -> str:
         return "most extreme flagged component, ranked among healthy images (conformal)"
     if method == "parametric":
         return "exact DAL-Test (selective)"
+    if method == "tile":
+        return "exact selective test of fixed tiles (Bonferroni over the grid)"
     if method == "oc":
         return "DAL-Test over-conditioned (selective)"
     if method in ("fission", "naive") and null:

@@ -16,7 +16,9 @@ Bonferroni, permutation: ``comparators.py``).
 from diffad._lazy import lazy_exports
 
 #: p-value methods of :meth:`SelectiveTest.test`.
-METHODS = ("rank", "fission", "parametric", "oc", "naive", "bonferroni", "permutation")
+METHODS = (
+    "rank", "fission", "parametric", "tile", "oc", "naive", "bonferroni", "permutation",
+)
 #: Methods whose statistic is calibrated against healthy images (``null``).
 NULL_METHODS = ("fission", "naive")
 #: The region test ``diffad test``, ``diffad demo`` and the report use unless told otherwise,

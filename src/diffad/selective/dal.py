@@ -38,6 +38,7 @@ from diffad.selective.rank import RANK_PERCENTILE, rank_p_value, rank_statistic
 from diffad.selective.region_tracer import RegionTestable, region_tracer
 from diffad.selective.result import NO_REGION, SelectiveTestResult
 from diffad.selective.search import check_batch_size, parametric_search
+from diffad.selective.tiles import TileSelected, tile_grid
 from diffad.selective.truncnorm import naive_p_value, truncated_p_value
 
 _KIND = "SelectiveTest"
@@ -120,6 +121,8 @@ class SelectiveTest:
         ``"fission"`` (:mod:`diffad.selective.fission`); see :meth:`test` for all of them.
     tau : float
         τ of data fission: select on X + τZ, test on X − Z/τ.
+    tile_size : int
+        Side in pixels of the fixed tiles of ``method="tile"`` (:mod:`diffad.selective.tiles`).
     selection : {"region", "shown"}
         The map ``rank`` and ``fission`` select on: ``"region"`` (default), the localiser's
         region map, which the exact tests trace; ``"shown"``, the map ``localize`` shows (its
@@ -194,6 +197,7 @@ class SelectiveTest:
         reference_var_factor: float | None = None,
         method: str = "parametric",
         tau: float = 1.0,
+        tile_size: int = 8,
         selection: str = "region",
         null: str = "gaussian",
         termination: str = "precision",
@@ -214,6 +218,7 @@ class SelectiveTest:
         self.reference_var_factor = reference_var_factor
         self.method = method
         self.tau = tau
+        self.tile_size = tile_size
         self.selection = selection
         self.null = null
         self.termination = termination
@@ -732,15 +737,17 @@ class SelectiveTest:
         reference : array-like, optional
             A healthy image read the same way, independent of ``image``. ``None`` uses
             ``reference_`` (the mean of healthy calibration images).
-        method : {"rank", "fission", "parametric", "oc", "naive", "bonferroni", "permutation"}
-            Default: the ``method`` parameter. ``rank`` tests the most extreme connected
-            component of the map at λ_rank, ranked among the healthy null images (a conformal
-            p-value, :mod:`diffad.selective.rank`; the product's default); ``parametric`` is
-            the exact DAL-Test p-value; ``oc`` over-conditions on every decision (valid, less
-            power); ``fission`` selects on X + τZ and tests on X − Z/τ against ``null`` (no
-            search); ``naive`` ignores the selection (invalid against the Gaussian null, a
-            conformal rank of the region at λ against ``"conformal"``); ``bonferroni`` and
-            ``permutation`` are comparators.
+        method : str
+            One of "rank", "fission", "parametric", "tile", "oc", "naive", "bonferroni",
+            "permutation"; default: the ``method`` parameter. ``rank`` tests the most extreme
+            connected component of the map at λ_rank, ranked among the healthy null images (a
+            conformal p-value, :mod:`diffad.selective.rank`; the product's default);
+            ``parametric`` is the exact DAL-Test p-value; ``tile`` is exact too, conditioned
+            only on fixed tiles having a pixel above λ (:mod:`diffad.selective.tiles`); ``oc``
+            over-conditions on every decision (valid, less power); ``fission`` selects on
+            X + τZ and tests on X − Z/τ against ``null`` (no search); ``naive`` ignores the
+            selection (invalid against the Gaussian null, a conformal rank of the region at λ
+            against ``"conformal"``); ``bonferroni`` and ``permutation`` are comparators.
 
         Returns
         -------
@@ -799,9 +806,12 @@ class SelectiveTest:
                 f"{method} compares with healthy images scored against the calibrated "
                 "reference: pass no reference, or calibrate with paired references"
             )
-        if method in ("fission", "rank"):
-            result = (self._fission(image, reference, null) if method == "fission"
-                      else self._rank(image, reference))  # fmt: skip
+        if method in ("fission", "rank", "tile"):
+            result = {
+                "fission": lambda: self._fission(image, reference, null),
+                "rank": lambda: self._rank(image, reference),
+                "tile": lambda: self._tile(image, reference),
+            }[method]()
             result.seconds = time.perf_counter() - start
             return result
         line = self._line(image, reference)
@@ -941,7 +951,49 @@ class SelectiveTest:
             "fission", p, naive_p_value(z), stat, z, m.reshape(shape), size, null=null
         )
 
-    def _selective(self, result, tracer, a, b, z, m_obs, method) -> None:
+    def _tile(self, image: Any, reference: Any) -> SelectiveTestResult:
+        """The tile test (:mod:`diffad.selective.tiles`): every candidate tile tested on the
+        event "a pixel of it passes λ", Bonferroni over the grid."""
+        self._check_params()
+        reference, f = self._reference(reference)
+        x, ref, shape = self._check_pair(image, reference)
+        tracer, cov, lam = self._tracer(x.shape), self._covariance(x.shape), self._lam()
+        selected = tracer.selection_map(x[None])[0] > lam
+        tiles = tile_grid(x.shape, int(self.tile_size))
+        candidates = [t for t in tiles if (selected & t).any()]
+        if not candidates:
+            return SelectiveTestResult(
+                "tile", None, None, None, None, np.zeros(shape, dtype=bool), 0,
+                message=NO_REGION, null="selective",
+            )  # fmt: skip
+        xf, rf = x.reshape(-1), ref.reshape(-1)
+        best = None
+        for tile in candidates:
+            size = int(tile.sum())
+            sd = cov.mean_sd(tile, f)
+            stat = float(xf[tile].mean() - rf[tile].mean())
+            z = stat / sd
+            b = cov.times(tile.astype(np.float64)) / (size * sd)
+            res = SelectiveTestResult(
+                "tile", None, naive_p_value(z), stat, z, tile.reshape(shape), size,
+                null="selective",
+            )  # fmt: skip
+            # Each tile decides at α / n_tiles: the level of the Bonferroni p-value.
+            self._selective(res, tracer, xf - z * b, b, z, TileSelected(tile), "tile",
+                            alpha=float(self.alpha) / len(tiles))  # fmt: skip
+            if best is None or res.p_value < best.p_value:
+                best = res
+        n = len(tiles)
+        best.p_value = min(1.0, n * best.p_value)
+        if best.p_value_bounds is not None:
+            lo, hi = best.p_value_bounds
+            best.p_value_bounds = (min(1.0, n * lo), min(1.0, n * hi))
+        return best
+
+    def _selective(self, result, tracer, a, b, z, m_obs, method, alpha=None) -> None:
+        """The exact p-value of ``result`` on the line a + b·z, conditioned on the event
+        ``m_obs`` (the observed pixel set, or a coarser event); ``alpha`` for the decision
+        rule (default ``self.alpha``)."""
         lam = self._lam()
         if method == "oc":
             lo, hi = tracer.oc_interval(a, b, z, lam)
@@ -961,7 +1013,7 @@ class SelectiveTest:
             spacing=float(self.spacing),
             termination=self.termination,
             precision=float(self.precision),
-            alpha=float(self.alpha),
+            alpha=float(self.alpha if alpha is None else alpha),
             alternative=self.alternative,
         )
         if not np.isfinite(found.p_value):

@@ -75,8 +75,9 @@ def abs_mean_selection_intervals(
         Side of the mean filter K.
     lam : float
         Threshold λ.
-    m_obs : numpy.ndarray
-        Shape (n,), bool, the observed selection.
+    m_obs : numpy.ndarray or callable
+        Shape (n,), bool, the observed selection, or a coarser event
+        (:func:`~diffad.selective.intervals.event_holds`).
     """
     active = weight > 0
     with np.errstate(divide="ignore", invalid="ignore"):

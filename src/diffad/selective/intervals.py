@@ -1,4 +1,5 @@
-"""The truncation set inside one network piece: where the selection M(z) equals M_obs.
+"""The truncation set inside one network piece: where the selection M(z) equals M_obs (or
+holds a coarser event, such as "a pixel of this tile is selected").
 
 A *piece* is the interval around a traced point z on which every network decision is
 constant (from :class:`~diffad.selective.tracer.ReconstructionTracer`); inside it the
@@ -7,6 +8,8 @@ change where some F_i crosses ±λ, and those points are solved for exactly.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +50,14 @@ def split_at(roots: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.nd
     return bounds, _representative(bounds)
 
 
+def event_holds(event: Any, selected: np.ndarray) -> np.ndarray:
+    """Which rows of ``selected`` ((k, n) bool selections) hold ``event``: the exact event
+    "the selection equals ``event``" for a bool array, else ``event(selected)``."""
+    if callable(event):
+        return np.asarray(event(selected), dtype=bool)
+    return (selected == np.asarray(event)[None, :]).all(axis=1)
+
+
 def selection_intervals(
     z0: float,
     lo: float,
@@ -56,7 +67,8 @@ def selection_intervals(
     lam: float,
     m_obs: np.ndarray,
 ) -> list[tuple[float, float]]:
-    """Sub-intervals of the piece [lo, hi] on which M(z) equals ``m_obs``.
+    """Sub-intervals of the piece [lo, hi] on which M(z) equals ``m_obs`` (or, for an event,
+    on which the event holds).
 
     Parameters
     ----------
@@ -68,14 +80,15 @@ def selection_intervals(
         Shape (n,), value and slope of the filtered difference at z0.
     lam : float
         Threshold λ.
-    m_obs : numpy.ndarray
-        Shape (n,), bool, the observed selection.
+    m_obs : numpy.ndarray or callable
+        Shape (n,), bool, the observed selection; or a coarser event: a function of the (k, n)
+        selections of k points that says (k,) which of them hold it (see :func:`event_holds`).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         roots = np.concatenate([(lam - fv) / fs, (-lam - fv) / fs]) + z0
     bounds, mids = split_at(roots, lo, hi)
     sel = np.abs(fv[None, :] + fs[None, :] * (mids - z0)[:, None]) > lam
-    keep = (sel == m_obs[None, :]).all(axis=1)
+    keep = event_holds(m_obs, sel)
     return [(float(bounds[k]), float(bounds[k + 1])) for k in np.flatnonzero(keep)]
 
 
