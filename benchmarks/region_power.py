@@ -15,7 +15,9 @@ Per image: ``rank`` (the default test: the most extreme component at λ_rank ran
 healthy null images, :mod:`diffad.selective.rank`); data fission (τ = ``--tau``) against the
 Gaussian, scaled and conformal nulls; the naive statistic against the Gaussian and conformal
 nulls; Bonferroni; on the first ``--oc`` images of each group of the first split OC (exact, one
-piece), and on its first ``--exact`` the exact DAL-Test (termination ``decision``). Also: the
+piece), on its first ``--exact`` the exact DAL-Test (termination ``precision``: the p-value
+bracketed to 1e-3, rejected when the bracket is below α) and, with the matched reference, on
+its first ``--tile`` the exact tile test (termination ``decision``). Also: the
 noise-model check (variance of standardised fixed-disc means on held-out residuals) for the
 Ledoit-Wolf (``local``) and the tapered sample covariance, and the power of ``--contrast-
 methods`` against the demo generator's lesion contrast (``--contrasts``) on split 0.
@@ -75,7 +77,7 @@ def train(localizer: str, images: np.ndarray, verbose: bool, cache: str | None) 
 
 
 def image_row(
-    tester: SelectiveTest, x: np.ndarray, ref: Any, oc: bool, exact: bool
+    tester: SelectiveTest, x: np.ndarray, ref: Any, oc: bool, exact: bool, tile: bool = False
 ) -> dict[str, Any]:
     """Every statistic of one image (p-values of the nulls are derived from them later)."""
     row: dict[str, Any] = {}
@@ -100,6 +102,16 @@ def image_row(
         start = time.perf_counter()
         row["oc_p"] = tester.test_prepared(x, ref, "oc").p_value
         row["oc_seconds"] = time.perf_counter() - start
+    if tile:
+        start = time.perf_counter()
+        tester.termination = "decision"  # each tile decides at α / n_tiles
+        try:
+            res = tester.test_prepared(x, ref, "tile")
+        finally:
+            tester.termination = "precision"
+        row["tile_seconds"] = time.perf_counter() - start
+        row["tile_bounds"] = None if res.p_value_bounds is None else list(res.p_value_bounds)
+        row["tile_z"] = res.z
     if exact:
         start = time.perf_counter()
         par = tester.test_prepared(x, ref, "parametric")
@@ -131,6 +143,11 @@ def decisions(rows: list[dict], tester: SelectiveTest) -> dict[str, list[bool]]:
         out["bonferroni"] = [
             bool(r["bonferroni_p"] is not None and r["bonferroni_p"] < ALPHA) for r in rows
         ]
+    tiled = [r for r in rows if "tile_bounds" in r]
+    if tiled:
+        out["tile"] = [
+            bool(r["tile_bounds"] is not None and r["tile_bounds"][1] < ALPHA) for r in tiled
+        ]
     exact = [r for r in rows if "parametric_bounds" in r]
     if exact:
         out["parametric"] = [
@@ -151,6 +168,7 @@ def run_split(
     n_oc: int,
     selection: str,
     rank_percentile: float,
+    n_tile: int = 0,
 ) -> dict[str, Any]:
     """One random calibration/test split, both references."""
     perm = np.random.default_rng(split).permutation(len(colin))
@@ -184,6 +202,7 @@ def run_split(
                     None if refs is None else refs[test[i]].astype(np.float64),
                     oc=split == 0 and i < n_oc,
                     exact=split == 0 and i < n_exact,
+                    tile=split == 0 and i < n_tile and ref_kind == "matched",
                 )  # fmt: skip
                 for i in range(len(images))
             ]
@@ -286,6 +305,7 @@ METHOD_LABELS = {
     "naive_gaussian": "naive (invalid)",
     "oc": "exact, over-conditioned (OC)",
     "parametric": "exact DAL-Test",
+    "tile": "exact, tile event (Bonferroni over 16 tiles)",
     "bonferroni": "Bonferroni",
 }
 
@@ -343,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--exact", type=int, default=0, help="exact DAL-Test on this many per group")
     p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
+    p.add_argument(
+        "--tile", type=int, default=0,
+        help="tile-test p-values (termination decision) on this many per group, matched reference",
+    )  # fmt: skip
     p.add_argument(
         "--contrast-methods", default="rank,fission_scaled,naive_conformal",
         help=f"the tests of the contrast curve, from {', '.join(CURVE_TESTS)}",
@@ -404,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.exact,
                 ("local", "tapered"),
                 args.oc,
-                selection, args.rank_percentile,
+                selection, args.rank_percentile, args.tile,
             )  # fmt: skip
         )
         result["splits"] = splits
