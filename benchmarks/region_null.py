@@ -8,6 +8,8 @@ were (a conformal p-value needs the tested image and the null images treated ali
 
 - ``fission`` against the Gaussian null (Σ estimated, τ = 1);
 - ``fission`` against the scaled and the conformal nulls;
+- with ``--tile-trials``, the exact tile test (:mod:`diffad.selective.tiles`, Bonferroni over
+  the tiles) on further null draws: its rejection rate, which must be at most α;
 - ``rank`` (the most extreme component of the map at λ_rank, ranked among all the healthy null
   images: conformal; :mod:`diffad.selective.rank`).
 
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tile-trials", type=int, default=0, help="null draws for the tile test")
+    p.add_argument("--tile-size", type=int, default=4)
     p.add_argument("--groups", type=int, default=600, help="independent rank p-values")
     p.add_argument("--group-size", type=int, default=41, help="m + 1 (41: P(p < 0.05) = 2/41)")
     p.add_argument("--out", required=True)
@@ -137,6 +141,27 @@ def main(argv: list[str] | None = None) -> int:
         "null_images_per_p_value": m,
         "exact_rate": float(np.ceil(ALPHA * (m + 1) - 1) / (m + 1)),  # P(p < α) if valid
     }
+    if args.tile_trials:
+        # The tile test (exact, Bonferroni over the tiles: conservative, so its p-values are
+        # not uniform); decided at α with termination "decision".
+        tile = SelectiveTest(
+            loc, device="cpu", random_state=args.seed, termination="decision", alpha=ALPHA,
+            tile_size=args.tile_size,
+        )  # fmt: skip
+        tile.__dict__.update({k: v for k, v in tester.__dict__.items() if k.endswith("_")})
+        rejected, tested = 0, 0
+        for _ in range(args.tile_trials):
+            res = tile.test_prepared(rng.standard_normal((1, d, d)), None, "tile")
+            if res.selected:
+                tested += 1
+                rejected += int(res.p_value_bounds[1] < ALPHA)
+        low, high = clopper_pearson(rejected, tested)
+        result["tile"] = {
+            "tile_size": args.tile_size, "trials": args.tile_trials, "tested": tested,
+            "rejected": rejected, "rate": rejected / tested if tested else None,
+            "band": [low, high],
+        }  # fmt: skip
+        print(f"D={d} tile: {rejected}/{tested} rejected, band [{low:.3f}, {high:.3f}]")
     write_result(args.out, result, command=command)
     for name, s in result["tests"].items():
         lo, hi = s["band"]
