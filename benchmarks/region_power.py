@@ -17,7 +17,8 @@ Gaussian, scaled and conformal nulls; the naive statistic against the Gaussian a
 nulls; Bonferroni; on the first ``--oc`` images of each group of the first split OC (exact, one
 piece), on its first ``--exact`` the exact DAL-Test (termination ``precision``: the p-value
 bracketed to 1e-3, rejected when the bracket is below α) and, with the matched reference, on
-its first ``--tile`` the exact tile test (termination ``decision``). Also: the
+the first ``--tile`` images of each group of every split the exact tile test (termination
+``decision``). Also: the
 noise-model check (variance of standardised fixed-disc means on held-out residuals) for the
 Ledoit-Wolf (``local``) and the tapered sample covariance, and the power of ``--contrast-
 methods`` against the demo generator's lesion contrast (``--contrasts``) on split 0.
@@ -202,7 +203,7 @@ def run_split(
                     None if refs is None else refs[test[i]].astype(np.float64),
                     oc=split == 0 and i < n_oc,
                     exact=split == 0 and i < n_exact,
-                    tile=split == 0 and i < n_tile and ref_kind == "matched",
+                    tile=i < n_tile and ref_kind == "matched",
                 )  # fmt: skip
                 for i in range(len(images))
             ]
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--oc", type=int, default=12, help="OC p-values on this many per group")
     p.add_argument(
         "--tile", type=int, default=0,
-        help="tile-test p-values (termination decision) on this many per group, matched reference",
+        help="tile-test p-values (termination decision) on this many per group and split, "
+        "matched reference",
     )  # fmt: skip
     p.add_argument(
         "--contrast-methods", default="rank,fission_scaled,naive_conformal",
