@@ -169,3 +169,20 @@ def test_results_stream_to_jsonl_and_a_rerun_resumes(files, capsys):
     assert main(argv + ["--precision", "0.01"]) == 0  # other settings: computed afresh
     assert "resuming" not in capsys.readouterr().out
     assert len(out.read_text().splitlines()) == 6
+
+
+def test_tile_test_from_the_command_line(files, capsys):
+    out = files / "run_tile"
+    argv = _args(files, "--images", str(files / "x.npy"), "--out", str(out), method="tile")
+    assert main(argv + ["--tile-size", "4", "--termination", "decision"]) == 0
+    text = capsys.readouterr().out
+    assert "healthy calibration check:" in text
+    doc = json.loads((out / "report.json").read_text())
+    (entry,) = doc["images"]
+    assert entry["p_method"] == "exact selective test of fixed tiles (Bonferroni over the grid)"
+    assert entry["region_pixels"] == 16  # one 4 × 4 tile
+    lo, hi = entry["p_selective_bounds"]
+    assert 0.0 <= lo <= hi <= 1.0
+    assert entry["p_selective"] is None  # a decision run reports its bracket, not a point
+    assert main(argv + ["--tile-size", "0"]) == 2
+    assert "tile_size must be an integer >= 1" in capsys.readouterr().err

@@ -168,21 +168,26 @@ def test_rank_refuses_what_would_break_exchangeability(model, seed, tmp_path):
         old.test(x, method="rank")
 
 
-def _tile_line(tester, x, result):
-    """The line a + b·z of the tile test for ``result``'s tile (scalar Σ, zero reference)."""
+def _tile_line(x, variances, f, result):
+    """The line a + b·z of the tile test for ``result``'s tile, computed here from the
+    per-pixel variances and the reference factor f (zero reference)."""
     tile = result.region.reshape(-1)
-    sd = tester._covariance(x.shape).mean_sd(tile, 0.0)
-    b = tester.noise_var * tile / (tile.sum() * sd)
-    return x.reshape(-1) - result.z * b, b
+    v = variances.reshape(-1)
+    sd = np.sqrt((1 + f) * v[tile].sum()) / tile.sum()
+    z = x.reshape(-1)[tile].mean() / sd
+    assert result.z == pytest.approx(z, rel=1e-10)
+    b = v * tile / (tile.sum() * sd)
+    return x.reshape(-1) - z * b, b
 
 
 def test_tile_truncation_set_matches_a_dense_grid(model, seed):
     rng = np.random.default_rng([seed, 5])
     x = rng.standard_normal((1, D, D))
     x[0, 1:4, 1:4] += 2.0
+    variances = 0.5 + rng.random((1, D, D))
     tester = SelectiveTest(
-        model, noise_var=1.0, tile_size=4, reference_var_factor=0.0, termination="exhaustive",
-        z_max=8.0, device="cpu",
+        model, noise_var=variances, tile_size=4, reference_var_factor=0.5,
+        termination="exhaustive", z_max=8.0, device="cpu",
     )  # fmt: skip
     # λ just below the map's peak: few pixels pass it, so the event fails on part of the line
     # (the first of these levels where the grid shows it does).
@@ -191,7 +196,7 @@ def test_tile_truncation_set_matches_a_dense_grid(model, seed):
         tester.lam = factor * peak
         result = tester.test_prepared(x, np.zeros_like(x), "tile")
         assert result.selected and result.region.sum() == 16
-        a, b = _tile_line(tester, x, result)
+        a, b = _tile_line(x, variances, 0.5, result)
         reach = max(8.0, abs(result.z) + 5.0)  # the range the search covers
         zs = np.linspace(-reach, reach, 4001)
         maps = tester._tracer(x.shape).selection_map(
@@ -223,13 +228,17 @@ def test_tile_test_is_valid_and_finds_a_bright_square(model, seed):
         model, noise_var=1.0, lam=0.6, tile_size=4, reference_var_factor=0.0,
         termination="decision", alpha=ALPHA, device="cpu",
     )  # fmt: skip
-    null_p, square_p = [], []
+    null_p, square_p, tested = [], [], 0
     for _ in range(40):
         x = rng.standard_normal((1, D, D))
-        null_p.append(tester.test_prepared(x, np.zeros_like(x), "tile").p_value or 1.0)
+        res = tester.test_prepared(x, np.zeros_like(x), "tile")
+        tested += res.selected
+        null_p.append(1.0 if res.p_value is None else res.p_value)
         i, j = rng.integers(0, D - 3 + 1, size=2)
         x[0, i : i + 3, j : j + 3] += 4.0
-        square_p.append(tester.test_prepared(x, np.zeros_like(x), "tile").p_value or 1.0)
+        res = tester.test_prepared(x, np.zeros_like(x), "tile")
+        square_p.append(1.0 if res.p_value is None else res.p_value)
+    assert tested >= 30  # most null images have a candidate tile at this λ
     # Bonferroni over the tiles is conservative: at most the binomial upper bound at α.
     assert np.sum(np.array(null_p) < ALPHA) <= stats.binom.ppf(0.999, 40, ALPHA)
     assert np.mean(np.array(square_p) < ALPHA) >= 0.5

@@ -104,6 +104,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tau", type=float, default=None, help="fission τ (default: the model's, 1)")
     p.add_argument(
+        "--tile-size", type=int, default=8,
+        help="side in pixels of the fixed tiles of --method tile (Bonferroni over the tiles)",
+    )  # fmt: skip
+    p.add_argument(
         "--filter-size", type=int, default=None, help="mean filter side (default: the model's, 3)"
     )
     p.add_argument(
@@ -350,6 +354,7 @@ def make_tester(args: argparse.Namespace, loc: Any) -> Any:
         "alpha": args.alpha,
         "z_max": args.z_max,
         "n_permutations": args.permutations,
+        "tile_size": args.tile_size,
         "device": args.device,
     }
     stored = Path(args.model) / REGION_TEST_FOLDER
@@ -405,7 +410,7 @@ def run(args: argparse.Namespace) -> int:
     results = compute_results(args, tester, raw.names, result.image, references, log)
     check, check_p = None, []
     user_reference = args.reference or args.references
-    checked = not user_reference and args.method in ("rank", "parametric", "fission")
+    checked = not user_reference and args.method in ("rank", "parametric", "fission", "tile")
     kept = getattr(tester, "check_images_", None)
     n_check = 0 if kept is None or not checked else len(kept)
     n_check = n_check if args.check is None else min(max(args.check, 0), n_check)

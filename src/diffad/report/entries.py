@@ -207,7 +207,7 @@ def add_region_results(
         if bounds is None and res.p_value is not None:
             bounds = [float(res.p_value)] * 2  # an exact p is its own bracket in the report
         # Only the exact test's search stops at a bracket; other p-values are always exact.
-        point = exact or res.method not in ("parametric", "oc")
+        point = exact or res.method not in ("parametric", "oc", "tile")
         entry.update(
             p_method=method_label(res.method, res.null),
             region_pixels=res.region_size,

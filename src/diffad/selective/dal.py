@@ -279,6 +279,8 @@ class SelectiveTest:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if int(self.tile_size) != self.tile_size or self.tile_size < 1:
+            raise ValueError(f"tile_size must be an integer >= 1, got {self.tile_size}")
 
     def _check_method(self, method: str) -> None:
         if method not in METHODS:
@@ -967,7 +969,8 @@ class SelectiveTest:
                 message=NO_REGION, null="selective",
             )  # fmt: skip
         xf, rf = x.reshape(-1), ref.reshape(-1)
-        best = None
+        n = len(tiles)
+        tested = []
         for tile in candidates:
             size = int(tile.sum())
             sd = cov.mean_sd(tile, f)
@@ -978,22 +981,28 @@ class SelectiveTest:
                 "tile", None, naive_p_value(z), stat, z, tile.reshape(shape), size,
                 null="selective",
             )  # fmt: skip
-            # Each tile decides at α / n_tiles: the level of the Bonferroni p-value.
+            # Each tile is searched at α / n and precision / n: the Bonferroni p-value's.
             self._selective(res, tracer, xf - z * b, b, z, TileSelected(tile), "tile",
-                            alpha=float(self.alpha) / len(tiles))  # fmt: skip
-            if best is None or res.p_value < best.p_value:
-                best = res
-        n = len(tiles)
+                            alpha=float(self.alpha) / n,
+                            precision=float(self.precision) / n)  # fmt: skip
+            tested.append(res)
+        # The tile reported: the smallest upper end of the p bracket (the point p when the
+        # search ran to the end); the image's bracket bounds the minimum over all tiles.
+        upper = [r.p_value_bounds[1] if r.p_value_bounds else r.p_value for r in tested]
+        lower = [r.p_value_bounds[0] if r.p_value_bounds else r.p_value for r in tested]
+        best = tested[int(np.argmin(upper))]
         best.p_value = min(1.0, n * best.p_value)
-        if best.p_value_bounds is not None:
-            lo, hi = best.p_value_bounds
-            best.p_value_bounds = (min(1.0, n * lo), min(1.0, n * hi))
+        best.p_value_bounds = (min(1.0, n * min(lower)), min(1.0, n * min(upper)))
+        best.n_pieces = sum(r.n_pieces for r in tested)
+        best.n_network_calls = sum(r.n_network_calls for r in tested)
         return best
 
-    def _selective(self, result, tracer, a, b, z, m_obs, method, alpha=None) -> None:
+    def _selective(
+        self, result, tracer, a, b, z, m_obs, method, alpha=None, precision=None
+    ) -> None:
         """The exact p-value of ``result`` on the line a + b·z, conditioned on the event
-        ``m_obs`` (the observed pixel set, or a coarser event); ``alpha`` for the decision
-        rule (default ``self.alpha``)."""
+        ``m_obs`` (the observed pixel set, or a coarser event); ``alpha`` and ``precision``
+        for the stopping rules (default ``self.alpha``, ``self.precision``)."""
         lam = self._lam()
         if method == "oc":
             lo, hi = tracer.oc_interval(a, b, z, lam)
@@ -1012,7 +1021,7 @@ class SelectiveTest:
             batch_size=self.search_batch_size(np.size(a)),
             spacing=float(self.spacing),
             termination=self.termination,
-            precision=float(self.precision),
+            precision=float(self.precision if precision is None else precision),
             alpha=float(self.alpha if alpha is None else alpha),
             alternative=self.alternative,
         )
