@@ -144,14 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tile_trials:
         # The tile test (exact, Bonferroni over the tiles: conservative, so its p-values are
         # not uniform); decided at α with termination "decision".
-        tile = SelectiveTest(
-            loc, device="cpu", random_state=args.seed, termination="decision", alpha=ALPHA,
-            tile_size=args.tile_size,
-        )  # fmt: skip
-        tile.__dict__.update({k: v for k, v in tester.__dict__.items() if k.endswith("_")})
+        # The same calibrated test, now deciding at α (its last use above is done).
+        tester.termination, tester.alpha, tester.tile_size = "decision", ALPHA, args.tile_size
         rejected, tested = 0, 0
         for _ in range(args.tile_trials):
-            res = tile.test_prepared(rng.standard_normal((1, d, d)), None, "tile")
+            res = tester.test_prepared(rng.standard_normal((1, d, d)), None, "tile")
             if res.selected:
                 tested += 1
                 rejected += int(res.p_value_bounds[1] < ALPHA)

@@ -69,6 +69,19 @@ def _z_or_nan(result: SelectiveTestResult) -> float:
     return np.nan if result.z is None else float(result.z)
 
 
+def _region_line(
+    xf: np.ndarray, rf: np.ndarray, region: np.ndarray, cov: NoiseCovariance, f: float
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(stat, z, a, b) of a region (flat bool): the mean difference against the reference, its
+    z, and the line X(z) = a + b·z that moves the image along the test direction with
+    everything else (the component independent of the statistic) held at its observed value."""
+    sd = cov.mean_sd(region, f)
+    stat = float(xf[region].mean() - rf[region].mean())
+    z = stat / sd
+    b = cov.times(region.astype(np.float64)) / (int(region.sum()) * sd)
+    return stat, z, xf - z * b, b
+
+
 class _Line(NamedTuple):
     """One test's inputs: the pair, Σ, the tracer, the selection and the line a + b·z."""
 
@@ -684,17 +697,9 @@ class SelectiveTest:
         tracer = self._tracer(x.shape)
         cov = self._covariance(x.shape)
         m_obs = tracer.selection_map(x[None])[0] > self._lam()
-        size = int(m_obs.sum())
-        if size == 0:
+        if not m_obs.any():
             return None
-        xf, rf = x.reshape(-1), ref.reshape(-1)
-        sd = cov.mean_sd(m_obs, f)
-        stat = float(xf[m_obs].mean() - rf[m_obs].mean())
-        z = stat / sd
-        # X(z) = a + b·z moves the image along the test direction with everything else
-        # (the component independent of the statistic) held at its observed value.
-        b = cov.times(m_obs.astype(np.float64)) / (size * sd)
-        a = xf - z * b
+        stat, z, a, b = _region_line(x.reshape(-1), ref.reshape(-1), m_obs, cov, f)
         return _Line(x, ref, cov, tracer, m_obs, m_obs.reshape(shape), a, b, stat, z, f)
 
     def conditioning_line(
@@ -809,11 +814,10 @@ class SelectiveTest:
                 "reference: pass no reference, or calibrate with paired references"
             )
         if method in ("fission", "rank", "tile"):
-            result = {
-                "fission": lambda: self._fission(image, reference, null),
-                "rank": lambda: self._rank(image, reference),
-                "tile": lambda: self._tile(image, reference),
-            }[method]()
+            if method == "fission":
+                result = self._fission(image, reference, null)
+            else:
+                result = (self._rank if method == "rank" else self._tile)(image, reference)
             result.seconds = time.perf_counter() - start
             return result
         line = self._line(image, reference)
@@ -972,17 +976,13 @@ class SelectiveTest:
         n = len(tiles)
         tested = []
         for tile in candidates:
-            size = int(tile.sum())
-            sd = cov.mean_sd(tile, f)
-            stat = float(xf[tile].mean() - rf[tile].mean())
-            z = stat / sd
-            b = cov.times(tile.astype(np.float64)) / (size * sd)
+            stat, z, a, b = _region_line(xf, rf, tile, cov, f)
             res = SelectiveTestResult(
-                "tile", None, naive_p_value(z), stat, z, tile.reshape(shape), size,
+                "tile", None, naive_p_value(z), stat, z, tile.reshape(shape), int(tile.sum()),
                 null="selective",
             )  # fmt: skip
             # Each tile is searched at α / n and precision / n: the Bonferroni p-value's.
-            self._selective(res, tracer, xf - z * b, b, z, TileSelected(tile), "tile",
+            self._selective(res, tracer, a, b, z, TileSelected(tile), "tile",
                             alpha=float(self.alpha) / n,
                             precision=float(self.precision) / n)  # fmt: skip
             tested.append(res)
