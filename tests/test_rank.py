@@ -238,6 +238,8 @@ def test_tile_test_is_valid_and_finds_a_bright_square(model, seed):
         x[0, i : i + 3, j : j + 3] += 4.0
         res = tester.test_prepared(x, np.zeros_like(x), "tile")
         square_p.append(1.0 if res.p_value is None else res.p_value)
+    # Measured with DIFFAD_TEST_SEED = 0..5: 40 of 40 tested, 1–3 null rejections, the square
+    # rejected in 97.5–100 % of the draws.
     assert tested >= 30  # most null images have a candidate tile at this λ
     # Bonferroni over the tiles is conservative: at most the binomial upper bound at α.
     assert np.sum(np.array(null_p) < ALPHA) <= stats.binom.ppf(0.999, 40, ALPHA)
